@@ -1,0 +1,1 @@
+"""Advertisement sources: BlueZ radio, serial receivers, trace replay, store simulator."""

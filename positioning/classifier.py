@@ -1,0 +1,223 @@
+"""Zone classifier: which shelf zone (or none) a tag is in, from all receivers' filtered RSSI.
+
+How it decides
+--------------
+The floor is covered with candidate points (finer inside small zones). For each point the
+calibrated path-loss model predicts the RSSI at every receiver. For an observation (the fresh
+filtered levels of the receivers that hear the tag) each point gets a log-likelihood:
+
+- heard receivers: Gaussian residuals after removing the tag's unknown transmit offset (phones
+  differ by several dB; the offset is estimated per point, shrunk toward 0);
+- receivers that do not hear the tag: the point is penalised where the model says they should
+  hear it well above their sensitivity (a censored observation);
+
+so zones lying between receivers, or outnumbering them, are still told apart by the pattern of
+levels. A zone's likelihood sums its points (uniform prior over the floor); floor outside every
+zone is the class "no zone" (aisles).
+
+Over time a per-tag belief is updated like an HMM forward filter with sticky transitions,
+evidence tempered by `evidence_weight` because successive filtered levels are correlated.
+
+Hysteresis rule (no flapping): the reported zone changes only when another class has been the
+most probable one, by a posterior ratio of at least `switch_ratio`, at every classification for
+`confirm_s` seconds in a row. The switch is then dated back to the first of those
+classifications, so the timeline does not lag by the confirmation time.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from .layout import FloatArray, Layout, points_in_polygon
+from .pathloss import RadioModel, predicted_rssi
+
+
+@dataclass(frozen=True, slots=True)
+class ClassifierParams:
+    grid_step: float = 0.5
+    max_points: int = 2500
+    min_points_per_zone: int = 16
+    evidence_weight: float = 0.35
+    switch_rate_per_s: float = 0.05
+    switch_ratio: float = 3.0
+    confirm_s: float = 2.0
+    sigma_floor_db: float = 3.0
+    extra_sigma_db: float = 3.0  # body loss and orientation, which a calibration stand averages out
+    aisle_weight: float = 0.3
+    top_k: int = 0
+    weak_margin_db: float = 0.0
+    huber_c: float = 100.0  # prior per m^2 of no-zone floor relative to zone floor
+
+
+class ZoneClassifier:
+    """Precomputed model of one layout; `log_posterior` is stateless, ZoneBelief holds the state."""
+
+    def __init__(self, layout: Layout, model: RadioModel, params: ClassifierParams | None = None):
+        self.layout = layout
+        self.model = model
+        self.params = p = params or ClassifierParams()
+        self.zone_ids: tuple[str | None, ...] = (*[z.id for z in layout.zones], None)
+        self.n_classes = len(self.zone_ids)
+        xs, ys, cls, logw = _candidate_points(layout, p)
+        order = np.argsort(cls, kind="stable")
+        self.xs, self.ys, self.cls, self.logw = xs[order], ys[order], cls[order], logw[order]
+        self.starts = np.searchsorted(self.cls, np.arange(self.n_classes))
+        self.pred = predicted_rssi(model, layout, self.xs, self.ys)  # points x receivers
+        base = np.array([max(model.for_receiver(r.id).sigma_db, p.sigma_floor_db) for r in layout.receivers])
+        # a shopper's body blocks near-horizontal paths, not the one to a receiver overhead:
+        # the extra uncertainty grows with the horizontal share of the path
+        rx = np.array([[r.x, r.y, r.z] for r in layout.receivers], dtype=float)
+        horiz = np.hypot(self.xs[:, None] - rx[None, :, 0], self.ys[:, None] - rx[None, :, 1])
+        d3 = np.sqrt(horiz**2 + (rx[None, :, 2] - model.tag_height) ** 2)
+        share = horiz / np.maximum(d3, 1e-6)
+        sig = np.sqrt(base[None, :] ** 2 + (p.extra_sigma_db * share) ** 2)  # points x receivers
+        self.inv_var = 1.0 / (sig * sig)
+        self.sigma = sig
+        self.sens = model.sensitivity_dbm
+        self.shrink = 1.0 / (model.device_sigma_db**2)
+        # which candidate classes exist at all (a zone too small to hold a grid point still has one)
+        self._present = np.bincount(self.cls, minlength=self.n_classes) > 0
+
+    def log_likelihood(self, heard: list[int], levels: list[float]) -> FloatArray:
+        """Per-class log-likelihood of `levels` (dBm) at receivers `heard` (indices)."""
+        p = self.params
+        h = np.asarray(heard, dtype=np.intp)
+        z = np.asarray(levels, dtype=float)
+        mask = np.ones(self.pred.shape[1], dtype=bool)
+        mask[h] = False
+        if p.weak_margin_db > 0:
+            # levels just above sensitivity are biased high (only lucky advertisements get
+            # through): they say "weak", not how weak; they neither count as heard nor unheard
+            strong = z >= self.sens + p.weak_margin_db
+            if strong.sum() >= 2:
+                h, z = h[strong], z[strong]
+        if p.top_k and len(h) > p.top_k:
+            # the strongest receivers carry the information; weak ones are mostly body loss,
+            # multipath and reception bias
+            keep = np.argsort(-z)[: p.top_k]
+            h, z = h[keep], z[keep]
+        iv = self.inv_var[:, h]
+        d = z[None, :] - self.pred[:, h]
+        # ML transmit offset per point, Gaussian prior N(0, device_sigma^2)
+        delta = (d * iv).sum(axis=1) / (iv.sum(axis=1) + self.shrink)
+        r = np.abs(d - delta[:, None]) * np.sqrt(iv)
+        c = p.huber_c
+        # Huber loss: quadratic near the model, linear beyond c sigma (body blocking one path)
+        loss = np.where(r <= c, 0.5 * r * r, c * r - 0.5 * c * c)
+        ll = -loss.sum(axis=1) - 0.5 * self.shrink * delta * delta
+        if mask.any():
+            excess = (self.pred[:, mask] + delta[:, None] - self.sens) / self.sigma[:, mask]
+            np.maximum(excess, 0.0, out=excess)
+            ll -= 0.5 * (excess * excess).sum(axis=1)
+        ll += self.logw
+        # log-sum-exp per class (points are sorted by class)
+        mx = float(ll.max())
+        sums = np.add.reduceat(np.exp(ll - mx), self.starts)
+        out = np.full(self.n_classes, -np.inf)
+        with np.errstate(divide="ignore"):
+            out[self._present] = np.log(sums[self._present]) + mx
+        return out
+
+
+def _candidate_points(
+    layout: Layout, p: ClassifierParams
+) -> tuple[FloatArray, FloatArray, npt.NDArray[np.int64], FloatArray]:
+    xmin, ymin, xmax, ymax = layout.bounds()
+    step = p.grid_step
+    while ((xmax - xmin) / step + 1) * ((ymax - ymin) / step + 1) > p.max_points:
+        step *= 1.25
+    gx, gy = np.meshgrid(
+        np.arange(xmin + step / 2, xmax, step), np.arange(ymin + step / 2, ymax, step)
+    )
+    xs, ys = gx.ravel(), gy.ravel()
+    zi = layout.zone_index_of_points(xs, ys)
+    cls = np.where(zi < 0, len(layout.zones), zi)
+    logw = np.full(xs.shape, 2.0 * math.log(step))
+    logw[cls == len(layout.zones)] += math.log(p.aisle_weight)
+    parts_x, parts_y, parts_c, parts_w = [xs], [ys], [cls], [logw]
+    # zones with too few grid points get their own finer grid (weights keep the area prior)
+    for i, zone in enumerate(layout.zones):
+        if int((cls == i).sum()) >= p.min_points_per_zone:
+            continue
+        keep = cls != i
+        parts_x[0], parts_y[0] = parts_x[0][keep], parts_y[0][keep]
+        parts_c[0], parts_w[0] = parts_c[0][keep], parts_w[0][keep]
+        cls, xs, ys = parts_c[0], parts_x[0], parts_y[0]
+        pts = np.asarray(zone.polygon, dtype=float)
+        zx0, zy0 = pts.min(axis=0)
+        zx1, zy1 = pts.max(axis=0)
+        fine = max(min(zx1 - zx0, zy1 - zy0) / 5.0, 0.05)
+        fx, fy = np.meshgrid(np.arange(zx0 + fine / 2, zx1, fine), np.arange(zy0 + fine / 2, zy1, fine))
+        fx, fy = fx.ravel(), fy.ravel()
+        inside = points_in_polygon(fx, fy, zone.polygon)
+        fx, fy = fx[inside], fy[inside]
+        if len(fx) == 0:
+            cx, cy = zone.centroid
+            fx, fy = np.array([cx]), np.array([cy])
+        w = math.log(max(zone.area, 1e-6) / len(fx))
+        parts_x.append(fx)
+        parts_y.append(fy)
+        parts_c.append(np.full(len(fx), i, dtype=np.int64))
+        parts_w.append(np.full(len(fx), w))
+    return (
+        np.concatenate(parts_x),
+        np.concatenate(parts_y),
+        np.concatenate(parts_c).astype(np.int64),
+        np.concatenate(parts_w),
+    )
+
+
+class ZoneBelief:
+    """One tag's belief over classes and its reported zone, with the hysteresis rule."""
+
+    __slots__ = ("current", "last_t", "log_belief", "pending", "pending_since")
+
+    def __init__(self, n_classes: int) -> None:
+        self.log_belief = np.full(n_classes, -math.log(n_classes))
+        self.current = n_classes - 1  # start in "no zone"
+        self.pending = -1
+        self.pending_since = 0.0
+        self.last_t = -math.inf
+
+    def update(
+        self, loglik: FloatArray, t: float, p: ClassifierParams
+    ) -> tuple[int, float] | None:
+        """Fold in one observation; returns (new class, switch time) when the zone changes."""
+        k = len(loglik)
+        dt = t - self.last_t
+        b = self.log_belief
+        if dt > 0 and math.isfinite(dt):
+            a = -math.expm1(-p.switch_rate_per_s * dt)
+            prob = np.exp(b)
+            prob = (1.0 - a) * prob + a / k
+            b = np.log(np.maximum(prob, 1e-300))
+        elif not math.isfinite(dt):
+            b = np.full(k, -math.log(k))
+        self.last_t = t
+        b = b + p.evidence_weight * np.where(np.isfinite(loglik), loglik, -1e9)
+        b -= b.max()
+        b -= math.log(float(np.exp(b).sum()))
+        self.log_belief = b
+        best = int(b.argmax())
+        if best == self.current or b[best] - b[self.current] < math.log(p.switch_ratio):
+            self.pending = -1
+            return None
+        if best != self.pending:
+            self.pending = best
+            self.pending_since = t
+        if t - self.pending_since >= p.confirm_s:
+            self.current = best
+            self.pending = -1
+            return best, self.pending_since
+        return None
+
+    def reset(self, t: float) -> None:
+        k = len(self.log_belief)
+        self.log_belief = np.full(k, -math.log(k))
+        self.current = k - 1
+        self.pending = -1
+        self.last_t = t
