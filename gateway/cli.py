@@ -7,13 +7,18 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 from pathlib import Path
 
 import orjson
 
 from positioning.errors import InputError, ShelfgateError
+from positioning.layout import Layout
 
 from . import __version__
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger("shelfgate")
 
@@ -57,15 +62,7 @@ def cmd_simulate(a: argparse.Namespace) -> int:
             for sign in (-1.0, 1.0):
                 x, y = float(cx + sign * along[0]), float(cy + sign * along[1])
                 stands.append((x, y, zone.id) if zone.contains(x, y) else (cx, cy, zone.id))
-        xmin, ymin, xmax, ymax = layout.bounds()
-        n_aisle = max(2, len(layout.zones) // 2)
-        tries = 0
-        while n_aisle and tries < 1000:
-            tries += 1
-            x, y = float(rng.uniform(xmin + 0.5, xmax - 0.5)), float(rng.uniform(ymin + 0.5, ymax - 0.5))
-            if layout.zone_at(x, y) is None:
-                stands.append((x, y, None))
-                n_aisle -= 1
+        stands += aisle_spots(layout, max(4, len(layout.zones)), rng)
         tag, done = sim.add_technician(stands, 5.0, a.stand_s)
         duration = max(duration, done[-1][1] + 10.0)
         for s0, s1, x, y, zone in done:
@@ -90,6 +87,28 @@ def cmd_simulate(a: argparse.Namespace) -> int:
     return 0
 
 
+def aisle_spots(layout: Layout, n: int, rng: np.random.Generator) -> list[tuple[float, float, str | None]]:
+    """n calibration spots spread over the walkable floor outside every zone (farthest-point
+    sampling on a 0.5 m grid, so the aisles are covered evenly)."""
+    import numpy as np
+
+    xmin, ymin, xmax, ymax = layout.bounds()
+    gx, gy = np.meshgrid(np.arange(xmin + 0.5, xmax - 0.4, 0.5), np.arange(ymin + 0.5, ymax - 0.4, 0.5))
+    xs, ys = gx.ravel(), gy.ravel()
+    free = (layout.zone_index_of_points(xs, ys) < 0) & ~layout.on_shelf(xs, ys)
+    xs, ys = xs[free], ys[free]
+    if len(xs) == 0:
+        return []
+    k = int(rng.integers(len(xs)))
+    chosen = [k]
+    dist = np.hypot(xs - xs[k], ys - ys[k])
+    while len(chosen) < min(n, len(xs)):
+        k = int(dist.argmax())
+        chosen.append(k)
+        dist = np.minimum(dist, np.hypot(xs - xs[k], ys - ys[k]))
+    return [(float(xs[i]), float(ys[i]), None) for i in chosen]
+
+
 # ---------------------------------------------------------------- replay
 def cmd_replay(a: argparse.Namespace) -> int:
     from .config import load_config
@@ -100,7 +119,9 @@ def cmd_replay(a: argparse.Namespace) -> int:
     cfg = load_config(a.config)
     layout = load_layout(a.layout)
     model = load_calibration(a.calibration) if a.calibration else None
-    tracker = build_tracker(layout, cfg, model, a.min_dwell, record_segments=a.timeline is not None)
+    tracker = build_tracker(
+        layout, cfg, model, a.min_dwell, record_segments=a.timeline is not None, method=a.classifier
+    )
     ident = build_identity(cfg, layout, raw_ids=a.raw_ids)
     t0 = time.perf_counter()
     with open(_open_out(a.events), "wb") as ev:
@@ -216,7 +237,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     tt = {s.tag for s in truth}  # type: ignore[attr-defined]
     if events and not tt & {s.tag for s in events}:  # type: ignore[attr-defined]
         print("warning: no event tag appears in the truth: replay with --raw-ids to evaluate", file=sys.stderr)
-    sc = score(truth, events, a.min_dwell, timeline)  # type: ignore[arg-type]
+    sc = score(truth, events, a.min_dwell, timeline, collar=a.collar)  # type: ignore[arg-type]
     if a.json:
         print(orjson.dumps(sc.to_json()).decode())
         return 0
@@ -225,7 +246,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     if sc.median_start_error_s is not None:
         print(f"median start error {sc.median_start_error_s:.1f} s, end error {sc.median_end_error_s:.1f} s")
     if sc.zone_accuracy is not None:
-        print(f"zone accuracy (time-weighted) {sc.zone_accuracy:.3f}")
+        print(f"zone accuracy (time-weighted, {a.collar:g} s collar) {sc.zone_accuracy:.3f}")
     return 0
 
 
@@ -259,6 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--timeline")
     r.add_argument("--min-dwell", type=float, default=None)
     r.add_argument("--raw-ids", action="store_true", help="keep raw tag ids (for evaluation)")
+    r.add_argument("--classifier", choices=["model", "nearest"], default="model",
+                   help="zone decision: the calibrated model (default) or the nearest-receiver baseline")
     r.set_defaults(func=cmd_replay)
 
     c = sub.add_parser("calibrate", help="fit the radio model from a calibration walk")
@@ -275,6 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--events", required=True)
     e.add_argument("--timeline")
     e.add_argument("--min-dwell", type=float, default=60.0)
+    e.add_argument("--collar", type=float, default=2.0,
+                   help="seconds around each true zone change not scored for zone accuracy (2)")
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_evaluate)
 

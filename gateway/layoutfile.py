@@ -28,7 +28,7 @@ def _num(src: str, where: str, v: Any) -> float:
 
 
 def layout_from_dict(raw: dict[str, Any], src: str = "<layout>") -> Layout:
-    known_top = {"store", "receivers", "zones", "sim"}
+    known_top = {"store", "receivers", "zones", "shelves"}
     for k in raw:
         if k not in known_top:
             raise InputError(src, k, f"unknown section; expected one of {sorted(known_top)}")
@@ -82,18 +82,26 @@ def layout_from_dict(raw: dict[str, Any], src: str = "<layout>") -> Layout:
         if zid in zseen:
             raise InputError(src, f"{where}.id", f"duplicate zone id {zid!r}")
         zseen.add(zid)
-        poly = z.get("polygon")
-        if not isinstance(poly, list) or len(poly) < 3:
-            raise InputError(src, f"{where}.polygon", "expected at least 3 [x, y] points")
-        pts: list[tuple[float, float]] = []
-        for k, pt in enumerate(poly):
-            if not isinstance(pt, list) or len(pt) != 2:
-                raise InputError(src, f"{where}.polygon[{k}]", "expected [x, y] in metres")
-            pts.append((_num(src, f"{where}.polygon[{k}]", pt[0]), _num(src, f"{where}.polygon[{k}]", pt[1])))
         name = z.get("name", zid)
-        zones.append(Zone(zid, str(name), tuple(pts)))
+        zones.append(Zone(zid, str(name), _polygon(src, where, z.get("polygon"))))
+    shelves: list[tuple[tuple[float, float], ...]] = []
+    for i, sh in enumerate(raw.get("shelves", [])):
+        if not isinstance(sh, dict):
+            raise InputError(src, f"shelves[{i}]", "expected a table with polygon")
+        shelves.append(_polygon(src, f"shelves[{i}]", sh.get("polygon")))
     cross = store.get("cross_aisles", [])
     if not isinstance(cross, list):
         raise InputError(src, "store.cross_aisles", "expected a list of y coordinates (metres)")
     cross_y = tuple(_num(src, f"store.cross_aisles[{i}]", v) for i, v in enumerate(cross))
-    return Layout(sid, tz, tuple(receivers), tuple(zones), width, depth, cross_y)
+    return Layout(sid, tz, tuple(receivers), tuple(zones), width, depth, cross_y, tuple(shelves))
+
+
+def _polygon(src: str, where: str, poly: Any) -> tuple[tuple[float, float], ...]:
+    if not isinstance(poly, list) or len(poly) < 3:
+        raise InputError(src, f"{where}.polygon", "expected at least 3 [x, y] points")
+    pts: list[tuple[float, float]] = []
+    for k, pt in enumerate(poly):
+        if not isinstance(pt, list) or len(pt) != 2:
+            raise InputError(src, f"{where}.polygon[{k}]", "expected [x, y] in metres")
+        pts.append((_num(src, f"{where}.polygon[{k}]", pt[0]), _num(src, f"{where}.polygon[{k}]", pt[1])))
+    return tuple(pts)

@@ -54,9 +54,9 @@ def tracker_params(cfg: Config, min_dwell_s: float | None = None) -> TrackerPara
 
 def build_tracker(
     layout: Layout, cfg: Config, model: RadioModel | None, min_dwell_s: float | None = None,
-    record_segments: bool = False,
+    record_segments: bool = False, method: str = "model",
 ) -> ZoneTracker:
-    return ZoneTracker(layout, model, tracker_params(cfg, min_dwell_s), record_segments)
+    return ZoneTracker(layout, model, tracker_params(cfg, min_dwell_s), record_segments, method)
 
 
 def build_identity(cfg: Config, layout: Layout, raw_ids: bool = False) -> Identity:

@@ -5,6 +5,9 @@
   lasting at least `min_dwell_s`.
 - Zone accuracy: every `step` seconds of every tag's true presence, is the timeline's zone the
   true zone (no zone counts as a zone)? Instants the timeline does not cover count as no zone.
+  Instants within `collar` seconds of a true zone change are not scored (as the collar in
+  speaker-diarisation scoring): whether a walker crossed a border at 10:01:02 or 10:01:03 is not
+  something a system deciding once a second can be judged on. collar=0 scores every instant.
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ def score(
     min_dwell_s: float,
     timeline: list[ZoneSegment] | None = None,
     step: float = 1.0,
+    collar: float = 0.0,
 ) -> Scores:
     gt = true_dwells(truth, min_dwell_s)
     by_key: dict[tuple[str, str | None], list[int]] = defaultdict(list)
@@ -92,7 +96,7 @@ def score(
     prec = m / len(predicted) if predicted else (1.0 if not gt else 0.0)
     rec = m / len(gt) if gt else 1.0
     f1 = 2 * prec * rec / (prec + rec) if prec + rec > 0 else 0.0
-    acc = zone_accuracy(truth, timeline, step) if timeline is not None else None
+    acc = zone_accuracy(truth, timeline, step, collar) if timeline is not None else None
     return Scores(
         len(gt), len(predicted), m, prec, rec, f1,
         statistics.median(start_err) if start_err else None,
@@ -101,7 +105,9 @@ def score(
     )
 
 
-def zone_accuracy(truth: list[ZoneSegment], timeline: list[ZoneSegment], step: float = 1.0) -> float | None:
+def zone_accuracy(
+    truth: list[ZoneSegment], timeline: list[ZoneSegment], step: float = 1.0, collar: float = 0.0
+) -> float | None:
     tl: dict[str, list[ZoneSegment]] = defaultdict(list)
     for s in timeline:
         tl[s.tag].append(s)
@@ -113,8 +119,8 @@ def zone_accuracy(truth: list[ZoneSegment], timeline: list[ZoneSegment], step: f
     for s in truth:
         segs = tl.get(s.tag, [])
         st = starts.get(s.tag, [])
-        t = s.start + step / 2
-        while t < s.end:
+        t = s.start + step / 2 + collar
+        while t < s.end - collar:
             k = bisect.bisect_right(st, t) - 1
             z = segs[k].zone if k >= 0 and segs[k].end > t else None
             hit += z == s.zone

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class KalmanParams:
-    q: float = 1.5  # dB^2 per second
+    q: float = 4.0  # dB^2 per second: a walking shopper's level changes quickly
     r: float = 16.0  # dB^2, fast fading of one advertisement (~4 dB)
     p0: float = 16.0  # dB^2, variance right after (re)start
     gate: float = 3.5  # innovation gate in standard deviations

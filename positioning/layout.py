@@ -60,6 +60,13 @@ class Layout:
     width: float | None = None
     depth: float | None = None
     cross_aisles: tuple[float, ...] = ()  # y of cross aisles: where people change aisles
+    shelves: tuple[tuple[tuple[float, float], ...], ...] = ()  # floor nobody stands on
+
+    def on_shelf(self, xs: FloatArray, ys: FloatArray) -> npt.NDArray[np.bool_]:
+        out = np.zeros(xs.shape, dtype=bool)
+        for poly in self.shelves:
+            out |= points_in_polygon(xs, ys, poly)
+        return out
 
     def route(self, x0: float, y0: float, x1: float, y1: float) -> list[tuple[float, float]]:
         """Waypoints a person walks from (x0, y0) to (x1, y1), end included: along the aisle to a

@@ -12,6 +12,7 @@ dropped, and at most `max_tags` tags are tracked (the least recently heard is ev
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -55,10 +56,11 @@ class ZoneTracker:
         model: RadioModel | None = None,
         params: TrackerParams | None = None,
         record_segments: bool = False,
+        method: str = "model",
     ) -> None:
         self.params = params or TrackerParams()
         self.layout = layout
-        self.classifier = ZoneClassifier(layout, model or RadioModel(), self.params.classifier)
+        self.classifier = ZoneClassifier(layout, model or RadioModel(), self.params.classifier, method)
         self.dwell = DwellDetector(self.params.dwell)
         self.rx_index = layout.receiver_index()
         self.n_rx = len(layout.receivers)
@@ -67,6 +69,7 @@ class ZoneTracker:
         self.record_segments = record_segments
         self._tags: dict[TagId, _Tag] = {}
         self._next_sweep = -math.inf
+        self._kalman = functools.partial(RssiStreams.update, prm=self.params.kalman)
         self.evicted = 0
 
     @property
@@ -79,7 +82,7 @@ class ZoneTracker:
         if st is None:
             st = self._new_tag(tag)
         st.last_heard = t
-        st.streams.update(rx, rssi, t, self.params.kalman)
+        self._kalman(st.streams, rx, rssi, t)
         if t >= st.next_classify:
             st.next_classify = t + self.params.classify_every_s
             self._classify(tag, st, t)
