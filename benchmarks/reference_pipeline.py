@@ -63,6 +63,7 @@ def main() -> None:
                 kf.x = np.array([[float(rssi)]])
                 kf.P = np.array([[16.0]])
                 kf.R = np.array([[16.0]])
+                kf.H = np.array([[1.0]])
                 last = t
             else:
                 kf, last = kf_last
@@ -81,7 +82,10 @@ def main() -> None:
                 events += len(dwell.update(tag, zone, t))
             events += len(dwell.tick(t)) if lines % 1000 == 0 else 0
     dt = time.perf_counter() - t0
-    print(f"reference: {lines} lines in {dt:.2f} s = {lines / dt:,.0f} lines/s, {events} events", file=sys.stderr)
+    print(
+        f"reference: {lines} lines in {dt:.2f} s = {lines / dt:,.0f} lines/s, {events} events",
+        file=sys.stderr,
+    )
 
 
 if __name__ == "__main__":

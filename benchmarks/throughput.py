@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -27,7 +26,9 @@ def measure(cmd: list[str]) -> tuple[float, float, int]:
     _, status, ru = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - pid_start
     if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed: {proc.stderr.read().decode() if proc.stderr else ''}")
+        raise SystemExit(
+            f"{' '.join(cmd)} failed: {proc.stderr.read().decode() if proc.stderr else ''}"
+        )
     return wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss
 
 
@@ -42,22 +43,54 @@ def main() -> None:
         trace = a.trace
         if trace is None:
             trace = f"{tmp}/bench.jsonl"
-            subprocess.run([py, "-m", "gateway.cli", "simulate", "--layout", a.layout, "--shoppers", "60",
-                            "--devices", "400", "--duration", "65", "--seed", "3", "--trace", trace],
-                           check=True, stderr=subprocess.DEVNULL)
-        lines = sum(1 for _ in open(trace, "rb"))
+            subprocess.run(
+                [
+                    py,
+                    "-m",
+                    "gateway.cli",
+                    "simulate",
+                    "--layout",
+                    a.layout,
+                    "--shoppers",
+                    "60",
+                    "--devices",
+                    "400",
+                    "--duration",
+                    "65",
+                    "--seed",
+                    "3",
+                    "--trace",
+                    trace,
+                ],
+                check=True,
+                stderr=subprocess.DEVNULL,
+            )
+        with open(trace, "rb") as fh:
+            lines = sum(1 for _ in fh)
         size = Path(trace).stat().st_size / 1e6
         print(f"trace: {lines:,} advertisements, {size:.0f} MB, layout {a.layout}")
-        ours = [py, "-m", "gateway.cli", "replay", trace, "--layout", a.layout, "--events", f"{tmp}/ev.jsonl",
-                "--raw-ids"]
+        ours = [
+            py,
+            "-m",
+            "gateway.cli",
+            "replay",
+            trace,
+            "--layout",
+            a.layout,
+            "--events",
+            f"{tmp}/ev.jsonl",
+            "--raw-ids",
+        ]
         ref = [py, "-m", "benchmarks.reference_pipeline", trace, "--layout", a.layout]
         best: dict[str, tuple[float, float, int]] = {}
         for name, cmd in (("reference", ref), ("shelfgate", ours)):
             runs = [measure(cmd) for _ in range(a.runs)]
             best[name] = (min(r[0] for r in runs), min(r[1] for r in runs), max(r[2] for r in runs))
             w, c, rss = best[name]
-            print(f"{name:10} wall {w:6.2f} s ({lines / w:>9,.0f} adv/s)  cpu {c:6.2f} s "
-                  f"({lines / c:>9,.0f} adv/s)  peak RSS {rss / 1024:5.0f} MB")
+            print(
+                f"{name:10} wall {w:6.2f} s ({lines / w:>9,.0f} adv/s)  cpu {c:6.2f} s "
+                f"({lines / c:>9,.0f} adv/s)  peak RSS {rss / 1024:5.0f} MB"
+            )
         (rw, rc, _), (ow, oc, _) = best["reference"], best["shelfgate"]
         print(f"speed-up: {rw / ow:.1f}x wall, {rc / oc:.1f}x cpu (best of {a.runs})")
 

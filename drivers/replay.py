@@ -47,15 +47,19 @@ class TraceStats:
 def open_lines(path: str | Path) -> Iterable[bytes]:
     p = Path(path)
     if not p.exists():
-        raise InputError(str(path), "", "file not found (expected a JSON-lines advertisement trace)")
+        raise InputError(
+            str(path), "", "file not found (expected a JSON-lines advertisement trace)"
+        )
     if p.suffix == ".gz":
         import gzip
 
         return gzip.open(p, "rb")
-    return open(p, "rb")  # noqa: SIM115 - closed by the caller's iteration end
+    return open(p, "rb")
 
 
-def candidate_lines(path: str | Path, needles: list[bytes], block: int = 1 << 22) -> Iterator[tuple[int, bytes] | int]:
+def candidate_lines(
+    path: str | Path, needles: list[bytes], block: int = 1 << 22
+) -> Iterator[tuple[int, bytes] | int]:
     """Scan the file in large blocks; yield (line number, line) for lines containing a needle
     (case-insensitive) and, after each block, the number of lines in it (an int).
 
@@ -172,8 +176,14 @@ def parse_advertisement(obj: object) -> Advertisement | None:
         tx = obj.get("tx")
         name = obj.get("name")
         return Advertisement(
-            float(t), rx, str(obj.get("addr", "")), rssi, mfg, svc,
-            tx if isinstance(tx, int) else None, name if isinstance(name, str) else None,
+            float(t),
+            rx,
+            str(obj.get("addr", "")),
+            rssi,
+            mfg,
+            svc,
+            tx if isinstance(tx, int) else None,
+            name if isinstance(name, str) else None,
         )
     except (KeyError, ValueError, TypeError, AttributeError):
         return None

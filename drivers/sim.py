@@ -49,7 +49,12 @@ def write_segments(segments: list[ZoneSegment], out: IO[bytes], offset: float = 
     for s in segments:
         out.write(
             orjson.dumps(
-                {"tag": s.tag, "zone": s.zone, "start": round(s.start + offset, 3), "end": round(s.end + offset, 3)}
+                {
+                    "tag": s.tag,
+                    "zone": s.zone,
+                    "start": round(s.start + offset, 3),
+                    "end": round(s.end + offset, 3),
+                }
             )
             + b"\n"
         )

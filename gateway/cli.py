@@ -7,8 +7,8 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -19,6 +19,8 @@ from . import __version__
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from positioning.calibration import Stand
 
 log = logging.getLogger("shelfgate")
 
@@ -40,10 +42,19 @@ def cmd_simulate(a: argparse.Namespace) -> int:
     from .layoutfile import load_layout
 
     layout = load_layout(a.layout)
-    shoppers = 0 if a.calibration_walk and a.shoppers is None else (20 if a.shoppers is None else a.shoppers)
+    shoppers = (
+        0
+        if a.calibration_walk and a.shoppers is None
+        else (20 if a.shoppers is None else a.shoppers)
+    )
     devices = a.devices if a.devices is not None else (5 if a.calibration_walk else 2 * shoppers)
-    params = SimParams(shoppers=shoppers, devices=devices, seed=a.seed, start_time=a.start,
-                       horizon_s=a.duration + 600)
+    params = SimParams(
+        shoppers=shoppers,
+        devices=devices,
+        seed=a.seed,
+        start_time=a.start,
+        horizon_s=a.duration + 600,
+    )
     try:
         sim = StoreSimulation(layout, params)
     except ValueError as e:
@@ -53,21 +64,29 @@ def cmd_simulate(a: argparse.Namespace) -> int:
     if a.calibration_walk:
         rng = np.random.default_rng(a.seed + 1000)
         stands: list[tuple[float, float, str | None]] = []
-        for zone in layout.zones:
+        for z in layout.zones:
             # two marked spots per zone, a quarter of its length from each end
-            cx, cy = zone.centroid
-            pts = np.asarray(zone.polygon, dtype=float)
+            cx, cy = z.centroid
+            pts = np.asarray(z.polygon, dtype=float)
             ext = pts.max(axis=0) - pts.min(axis=0)
             along = np.array([ext[0] / 4, 0.0]) if ext[0] >= ext[1] else np.array([0.0, ext[1] / 4])
             for sign in (-1.0, 1.0):
                 x, y = float(cx + sign * along[0]), float(cy + sign * along[1])
-                stands.append((x, y, zone.id) if zone.contains(x, y) else (cx, cy, zone.id))
+                stands.append((x, y, z.id) if z.contains(x, y) else (cx, cy, z.id))
         stands += aisle_spots(layout, max(4, len(layout.zones)), rng)
         tag, done = sim.add_technician(stands, 5.0, a.stand_s)
         duration = max(duration, done[-1][1] + 10.0)
         for s0, s1, x, y, zone in done:
-            labels.append({"tag": tag, "zone": zone, "start": round(a.start + s0 + 2.0, 3),
-                           "end": round(a.start + s1 - 2.0, 3), "x": round(x, 3), "y": round(y, 3)})
+            labels.append(
+                {
+                    "tag": tag,
+                    "zone": zone,
+                    "start": round(a.start + s0 + 2.0, 3),
+                    "end": round(a.start + s1 - 2.0, 3),
+                    "x": round(x, 3),
+                    "y": round(y, 3),
+                }
+            )
     t0 = time.perf_counter()
     with open(_open_out(a.trace), "w", encoding="utf-8") as fh:
         n = write_trace(sim, duration, fh)
@@ -87,13 +106,17 @@ def cmd_simulate(a: argparse.Namespace) -> int:
     return 0
 
 
-def aisle_spots(layout: Layout, n: int, rng: np.random.Generator) -> list[tuple[float, float, str | None]]:
+def aisle_spots(
+    layout: Layout, n: int, rng: np.random.Generator
+) -> list[tuple[float, float, str | None]]:
     """n calibration spots spread over the walkable floor outside every zone (farthest-point
     sampling on a 0.5 m grid, so the aisles are covered evenly)."""
     import numpy as np
 
     xmin, ymin, xmax, ymax = layout.bounds()
-    gx, gy = np.meshgrid(np.arange(xmin + 0.5, xmax - 0.4, 0.5), np.arange(ymin + 0.5, ymax - 0.4, 0.5))
+    gx, gy = np.meshgrid(
+        np.arange(xmin + 0.5, xmax - 0.4, 0.5), np.arange(ymin + 0.5, ymax - 0.4, 0.5)
+    )
     xs, ys = gx.ravel(), gy.ravel()
     free = (layout.zone_index_of_points(xs, ys) < 0) & ~layout.on_shelf(xs, ys)
     xs, ys = xs[free], ys[free]
@@ -141,7 +164,11 @@ def cmd_replay(a: argparse.Namespace) -> int:
         f"{s.dwells} dwells, {s.events} events -> {a.events}",
         file=sys.stderr,
     )
-    if st.lines and st.unknown_receiver == st.sightings + st.unknown_receiver and st.unknown_receiver:
+    if (
+        st.lines
+        and st.unknown_receiver == st.sightings + st.unknown_receiver
+        and st.unknown_receiver
+    ):
         raise InputError(a.trace, "rx", f"no receiver id matches the layout {a.layout}")
     return 0
 
@@ -151,7 +178,7 @@ def cmd_calibrate(a: argparse.Namespace) -> int:
     import json
 
     from drivers.replay import TraceStats, read_sightings
-    from positioning.calibration import Stand, calibrate
+    from positioning.calibration import calibrate
 
     from .layoutfile import load_layout
 
@@ -162,21 +189,27 @@ def cmd_calibrate(a: argparse.Namespace) -> int:
         raise InputError(a.labels, "tag", f"labels name several tags {tags}; choose one with --tag")
     stats = TraceStats()
     sightings = [
-        (i, rssi, t) for tg, i, rssi, t in read_sightings(a.trace, layout.receiver_index(), stats) if tg == tag
+        (i, rssi, t)
+        for tg, i, rssi, t in read_sightings(a.trace, layout.receiver_index(), stats)
+        if tg == tag
     ]
     if not sightings:
-        raise InputError(a.trace, "", f"the reference beacon {tag} is never heard by a receiver of the layout")
+        raise InputError(
+            a.trace, "", f"the reference beacon {tag} is never heard by a receiver of the layout"
+        )
     try:
         res = calibrate(layout, sightings, stands, tag_height=a.tag_height)
     except ValueError as e:
         raise InputError(a.labels, "", str(e)) from None
-    Path(_open_out(a.out)).write_text(json.dumps(res.to_json(layout.store_id), indent=2) + "\n", encoding="utf-8")
+    Path(_open_out(a.out)).write_text(
+        json.dumps(res.to_json(layout.store_id), indent=2) + "\n", encoding="utf-8"
+    )
     print(res.report())
     print(f"wrote {a.out}")
     return 0
 
 
-def _read_labels(path: str) -> tuple[list[object], list[str]]:
+def _read_labels(path: str) -> tuple[list[Stand], list[str]]:
     from positioning.calibration import Stand
 
     p = Path(path)
@@ -195,7 +228,11 @@ def _read_labels(path: str) -> tuple[list[object], list[str]]:
                 raise TypeError
             xyz = [None if o.get(k) is None else float(o[k]) for k in ("x", "y", "z")]
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-            raise InputError(path, f"line {n}", 'expected {"tag", "zone" | null, "start", "end"} (x, y, z optional)') from None
+            raise InputError(
+                path,
+                f"line {n}",
+                'expected {"tag", "zone" | null, "start", "end"} (x, y, z optional)',
+            ) from None
         if end <= start:
             raise InputError(path, f"line {n}", "end must be after start")
         stands.append(Stand(zone, start, end, *xyz))
@@ -204,7 +241,7 @@ def _read_labels(path: str) -> tuple[list[object], list[str]]:
             tags.append(tg)
     if not stands:
         raise InputError(path, "", "no labels in the file")
-    return stands, tags  # type: ignore[return-value]
+    return stands, tags
 
 
 # ---------------------------------------------------------------- evaluate
@@ -222,9 +259,13 @@ def _read_segments(path: str, kind: str, types: set[str] | None = None) -> list[
             o = orjson.loads(line)
             if types is not None and o.get("type") not in types:
                 continue
-            out.append(ZoneSegment(str(o["tag"]), o.get("zone"), float(o["start"]), float(o["end"])))
+            out.append(
+                ZoneSegment(str(o["tag"]), o.get("zone"), float(o["start"]), float(o["end"]))
+            )
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
-            raise InputError(path, f"line {n}", f"expected a {kind} object with tag, zone, start, end") from None
+            raise InputError(
+                path, f"line {n}", f"expected a {kind} object with tag, zone, start, end"
+            ) from None
     return out  # type: ignore[return-value]
 
 
@@ -236,15 +277,22 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     timeline = _read_segments(a.timeline, "timeline") if a.timeline else None
     tt = {s.tag for s in truth}  # type: ignore[attr-defined]
     if events and not tt & {s.tag for s in events}:  # type: ignore[attr-defined]
-        print("warning: no event tag appears in the truth: replay with --raw-ids to evaluate", file=sys.stderr)
+        print(
+            "warning: no event tag appears in the truth: replay with --raw-ids to evaluate",
+            file=sys.stderr,
+        )
     sc = score(truth, events, a.min_dwell, timeline, collar=a.collar)  # type: ignore[arg-type]
     if a.json:
         print(orjson.dumps(sc.to_json()).decode())
         return 0
-    print(f"dwells: {sc.true_dwells} true, {sc.predicted_dwells} predicted, {sc.matched} matched (IoU >= 0.5)")
+    print(
+        f"dwells: {sc.true_dwells} true, {sc.predicted_dwells} predicted, {sc.matched} matched (IoU >= 0.5)"
+    )
     print(f"precision {sc.precision:.3f}  recall {sc.recall:.3f}  F1 {sc.f1:.3f}")
     if sc.median_start_error_s is not None:
-        print(f"median start error {sc.median_start_error_s:.1f} s, end error {sc.median_end_error_s:.1f} s")
+        print(
+            f"median start error {sc.median_start_error_s:.1f} s, end error {sc.median_end_error_s:.1f} s"
+        )
     if sc.zone_accuracy is not None:
         print(f"zone accuracy (time-weighted, {a.collar:g} s collar) {sc.zone_accuracy:.3f}")
     return 0
@@ -259,15 +307,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("simulate", help="simulate a store: advertisement trace + ground truth")
     s.add_argument("--layout", required=True)
-    s.add_argument("--shoppers", type=int, default=None, help="tagged shoppers in the store at a time (20)")
+    s.add_argument(
+        "--shoppers", type=int, default=None, help="tagged shoppers in the store at a time (20)"
+    )
     s.add_argument("--devices", type=int, default=None, help="unrelated advertisers (2 x shoppers)")
     s.add_argument("--duration", type=float, default=1800.0, help="seconds (1800)")
     s.add_argument("--seed", type=int, default=1)
     s.add_argument("--start", type=float, default=1767261600.0, help="unix time of the start")
     s.add_argument("--trace", required=True, help="output trace (JSON lines)")
     s.add_argument("--truth", help="output ground truth (or, with --calibration-walk, the labels)")
-    s.add_argument("--calibration-walk", action="store_true",
-                   help="a technician with a reference beacon stands in every zone and some aisles")
+    s.add_argument(
+        "--calibration-walk",
+        action="store_true",
+        help="a technician with a reference beacon stands in every zone and some aisles",
+    )
     s.add_argument("--stand-s", type=float, default=30.0, help="seconds per calibration stand (30)")
     s.set_defaults(func=cmd_simulate)
 
@@ -280,8 +333,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--timeline")
     r.add_argument("--min-dwell", type=float, default=None)
     r.add_argument("--raw-ids", action="store_true", help="keep raw tag ids (for evaluation)")
-    r.add_argument("--classifier", choices=["model", "nearest"], default="model",
-                   help="zone decision: the calibrated model (default) or the nearest-receiver baseline")
+    r.add_argument(
+        "--classifier",
+        choices=["model", "nearest"],
+        default="model",
+        help="zone decision: the calibrated model (default) or the nearest-receiver baseline",
+    )
     r.set_defaults(func=cmd_replay)
 
     c = sub.add_parser("calibrate", help="fit the radio model from a calibration walk")
@@ -290,7 +347,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--labels", required=True)
     c.add_argument("--out", required=True)
     c.add_argument("--tag", help="the reference beacon's tag id (default: the one in the labels)")
-    c.add_argument("--tag-height", type=float, default=1.1, help="beacon height in metres when labels give no z")
+    c.add_argument(
+        "--tag-height",
+        type=float,
+        default=1.1,
+        help="beacon height in metres when labels give no z",
+    )
     c.set_defaults(func=cmd_calibrate)
 
     e = sub.add_parser("evaluate", help="score events and timeline against ground truth")
@@ -298,8 +360,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--events", required=True)
     e.add_argument("--timeline")
     e.add_argument("--min-dwell", type=float, default=60.0)
-    e.add_argument("--collar", type=float, default=2.0,
-                   help="seconds around each true zone change not scored for zone accuracy (2)")
+    e.add_argument(
+        "--collar",
+        type=float,
+        default=2.0,
+        help="seconds around each true zone change not scored for zone accuracy (2)",
+    )
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_evaluate)
 
@@ -314,7 +380,9 @@ def _extra_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             mod = __import__(modname, fromlist=["register"])
         except ImportError:
             continue
-        register: Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None] = mod.register
+        register: Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None] = (
+            mod.register
+        )
         register(sub)
 
 

@@ -39,7 +39,7 @@ SPEC: dict[str, dict[str, tuple[tuple[type, ...], Any, str]]] = {
     "mqtt": {
         "broker": ((str,), "mqtt://127.0.0.1:1883", "mqtt://host:port or mqtts://host:port"),
         "client_id": ((str,), None, "MQTT client id (default shelfgate-<store>-<gateway>)"),
-        "protocol": ((str,), "5", "\"5\" (MQTT v5) or \"3.1.1\""),
+        "protocol": ((str,), "5", '"5" (MQTT v5) or "3.1.1"'),
         "username": ((str,), None, "user name"),
         "password": ((str,), None, "password"),
         "password_file": ((str,), None, "file holding the password"),
@@ -56,13 +56,23 @@ SPEC: dict[str, dict[str, tuple[tuple[type, ...], Any, str]]] = {
         "backoff_cap_s": ((int, float), 300.0, "reconnect backoff cap"),
     },
     "outbox": {
-        "quota_mb": ((int, float), 512.0, "database size at which the overflow policy starts dropping"),
+        "quota_mb": (
+            (int, float),
+            512.0,
+            "database size at which the overflow policy starts dropping",
+        ),
         "commit_interval_s": ((int, float), 1.0, "group commit interval"),
         "commit_max_events": ((int,), 500, "group commit size"),
-        "max_attempts": ((int,), 10, "publish attempts refused by the broker before dead-lettering"),
+        "max_attempts": (
+            (int,),
+            10,
+            "publish attempts refused by the broker before dead-lettering",
+        ),
     },
 }
-LIST_SECTIONS = {"sources": {"uri": ((str,), None, "a source URI, e.g. sim:layout.toml?shoppers=20")}}
+LIST_SECTIONS = {
+    "sources": {"uri": ((str,), None, "a source URI, e.g. sim:layout.toml?shoppers=20")}
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +84,9 @@ class Config:
     def get(self, section: str, key: str) -> Any:
         return self.values[section][key]
 
-    def with_overrides(self, overrides: dict[tuple[str, str], Any], sources: tuple[str, ...] | None = None) -> Config:
+    def with_overrides(
+        self, overrides: dict[tuple[str, str], Any], sources: tuple[str, ...] | None = None
+    ) -> Config:
         vals = {s: dict(v) for s, v in self.values.items()}
         for (s, k), v in overrides.items():
             if v is not None:
@@ -114,29 +126,35 @@ def config_from_dict(raw: dict[str, Any], src: str) -> Config:
     for section, body in raw.items():
         if section in LIST_SECTIONS:
             if not isinstance(body, list):
-                raise InputError(src, section, "expected [[sources]] tables with uri = \"...\"")
+                raise InputError(src, section, 'expected [[sources]] tables with uri = "..."')
             for i, item in enumerate(body):
                 if not isinstance(item, dict) or not isinstance(item.get("uri"), str):
                     raise InputError(src, f"{section}[{i}].uri", "expected a source URI string")
                 extra = set(item) - {"uri"}
                 if extra:
-                    raise InputError(src, f"{section}[{i}].{sorted(extra)[0]}", "unknown key; expected only uri")
+                    raise InputError(
+                        src, f"{section}[{i}].{sorted(extra)[0]}", "unknown key; expected only uri"
+                    )
                 sources.append(item["uri"])
             continue
         spec = SPEC.get(section)
         if spec is None:
-            raise InputError(src, section, f"unknown section; expected one of {sorted([*SPEC, *LIST_SECTIONS])}")
+            raise InputError(
+                src, section, f"unknown section; expected one of {sorted([*SPEC, *LIST_SECTIONS])}"
+            )
         if not isinstance(body, dict):
             raise InputError(src, section, "expected a table")
         for key, v in body.items():
             if key not in spec:
-                raise InputError(src, f"{section}.{key}", f"unknown key; expected one of {sorted(spec)}")
+                raise InputError(
+                    src, f"{section}.{key}", f"unknown key; expected one of {sorted(spec)}"
+                )
             types, _, what = spec[key]
             if isinstance(v, bool) and bool not in types:
                 raise InputError(src, f"{section}.{key}", f"expected {what}, got {v!r}")
             if not isinstance(v, types):
                 raise InputError(src, f"{section}.{key}", f"expected {what}, got {v!r}")
-            values[section][key] = float(v) if float in types and not isinstance(v, bool) else v
+            values[section][key] = float(v) if float in types and isinstance(v, int | float) else v
     cfg = Config(src, values, tuple(sources))
     _check(cfg)
     return cfg
@@ -154,7 +172,7 @@ def _check(cfg: Config) -> None:
         raise InputError(src, "privacy.secret", "expected at least 16 characters (a random key)")
     m = cfg.values["mqtt"]
     if m["protocol"] not in ("5", "3.1.1"):
-        raise InputError(src, "mqtt.protocol", "expected \"5\" or \"3.1.1\"")
+        raise InputError(src, "mqtt.protocol", 'expected "5" or "3.1.1"')
     for key in ("ca_file", "cert_file", "key_file", "password_file"):
         f = cfg.resolve(m[key])
         if f is not None and not Path(f).is_file():

@@ -34,13 +34,15 @@ def layout_from_dict(raw: dict[str, Any], src: str = "<layout>") -> Layout:
             raise InputError(src, k, f"unknown section; expected one of {sorted(known_top)}")
     store = raw.get("store")
     if not isinstance(store, dict):
-        raise InputError(src, "[store]", "missing section with at least id = \"...\"")
+        raise InputError(src, "[store]", 'missing section with at least id = "..."')
     sid = store.get("id")
     if not isinstance(sid, str) or not sid:
         raise InputError(src, "store.id", "expected a non-empty string")
     tz = store.get("timezone", "UTC")
     if not isinstance(tz, str):
-        raise InputError(src, "store.timezone", "expected an IANA time zone name like \"Europe/Berlin\"")
+        raise InputError(
+            src, "store.timezone", 'expected an IANA time zone name like "Europe/Berlin"'
+        )
     width = _num(src, "store.width", store["width"]) if "width" in store else None
     depth = _num(src, "store.depth", store["depth"]) if "depth" in store else None
 
@@ -103,5 +105,7 @@ def _polygon(src: str, where: str, poly: Any) -> tuple[tuple[float, float], ...]
     for k, pt in enumerate(poly):
         if not isinstance(pt, list) or len(pt) != 2:
             raise InputError(src, f"{where}.polygon[{k}]", "expected [x, y] in metres")
-        pts.append((_num(src, f"{where}.polygon[{k}]", pt[0]), _num(src, f"{where}.polygon[{k}]", pt[1])))
+        pts.append(
+            (_num(src, f"{where}.polygon[{k}]", pt[0]), _num(src, f"{where}.polygon[{k}]", pt[1]))
+        )
     return tuple(pts)

@@ -26,7 +26,9 @@ def load_calibration(path: str | Path) -> RadioModel:
     try:
         obj = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise InputError(src, "", "calibration file not found (make one with `shelfgate calibrate`)") from None
+        raise InputError(
+            src, "", "calibration file not found (make one with `shelfgate calibrate`)"
+        ) from None
     except json.JSONDecodeError as e:
         raise InputError(src, f"line {e.lineno}", f"not valid JSON ({e.msg})") from None
     if not isinstance(obj, dict) or not isinstance(obj.get("radio_model"), dict):
@@ -53,8 +55,12 @@ def tracker_params(cfg: Config, min_dwell_s: float | None = None) -> TrackerPara
 
 
 def build_tracker(
-    layout: Layout, cfg: Config, model: RadioModel | None, min_dwell_s: float | None = None,
-    record_segments: bool = False, method: str = "model",
+    layout: Layout,
+    cfg: Config,
+    model: RadioModel | None,
+    min_dwell_s: float | None = None,
+    record_segments: bool = False,
+    method: str = "model",
 ) -> ZoneTracker:
     return ZoneTracker(layout, model, tracker_params(cfg, min_dwell_s), record_segments, method)
 
@@ -69,8 +75,16 @@ def build_identity(cfg: Config, layout: Layout, raw_ids: bool = False) -> Identi
                 "only (the backend cannot match them); set privacy.secret in gateway.toml"
             )
     store = cfg.values["gateway"]["store"] or layout.store_id
-    return Identity(store, cfg.values["gateway"]["id"], secret, raw_ids or bool(cfg.values["privacy"]["raw_ids"]))
+    return Identity(
+        store,
+        cfg.values["gateway"]["id"],
+        secret,
+        raw_ids or bool(cfg.values["privacy"]["raw_ids"]),
+    )
 
 
 def registered_tags(cfg: Config) -> dict[str, str]:
-    return {str(a).upper(): f"mac:{str(a).upper()}" for a in cfg.values["pipeline"]["registered_addresses"]}
+    return {
+        str(a).upper(): f"mac:{str(a).upper()}"
+        for a in cfg.values["pipeline"]["registered_addresses"]
+    }

@@ -76,4 +76,9 @@ def _line(ident: Identity, ev: DwellEvent, seq: int) -> bytes:
 
 
 def _seg(ident: Identity, s: Any) -> dict[str, Any]:
-    return {"tag": ident.pseudonym(s.tag), "zone": s.zone, "start": round(s.start, 3), "end": round(s.end, 3)}
+    return {
+        "tag": ident.pseudonym(s.tag),
+        "zone": s.zone,
+        "start": round(s.start, 3),
+        "end": round(s.end, 3),
+    }

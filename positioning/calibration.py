@@ -75,20 +75,32 @@ class CalibrationResult:
             f"typical error {f.residual_db:.1f} dB.",
         ]
         for r in self.per_receiver:
-            verdict = "good" if r["residual_db"] <= 4.0 else "fair" if r["residual_db"] <= 6.0 else "poor"
+            verdict = (
+                "good" if r["residual_db"] <= 4.0 else "fair" if r["residual_db"] <= 6.0 else "poor"
+            )
             if r["samples"] == 0:
-                lines.append(f"  {r['id']}: never heard the reference beacon, check it is powered and placed as in the layout.")
+                lines.append(
+                    f"  {r['id']}: never heard the reference beacon, check it is powered and placed as in the layout."
+                )
                 continue
             lines.append(
                 f"  {r['id']}: {r['samples']} samples, offset {r['offset_db']:.1f} dBm at 1 m, "
                 f"exponent {r['exponent']:.2f}, error {r['residual_db']:.1f} dB ({verdict})"
             )
         if self.stand_accuracy is not None:
-            lines.append(f"Stands classified into their labelled zone: {100 * self.stand_accuracy:.0f}%.")
-        if self.confusable:
-            lines.append("Zones that are hard to tell apart (add a receiver between them or merge them):")
+            lines.append(
+                f"Stands classified into their labelled zone: {100 * self.stand_accuracy:.0f}%."
+            )
+        if self.stand_accuracy is None:
+            lines.append("The layout has no zones, so zone separation was not judged.")
+        elif self.confusable:
+            lines.append(
+                "Zones that are hard to tell apart (add a receiver between them or merge them):"
+            )
             for c in self.confusable:
-                lines.append(f"  {c['a']} / {c['b']}: separation {c['separation']:.1f} (below 2 is hard)")
+                lines.append(
+                    f"  {c['a']} / {c['b']}: separation {c['separation']:.1f} (below 2 is hard)"
+                )
         else:
             lines.append("Every pair of zones is well separated by the fitted model.")
         return "\n".join(lines)
@@ -125,7 +137,9 @@ def calibrate(
         a, b = np.searchsorted(ts, s.start), np.searchsorted(ts, s.end, side="right")
         seg = arr[a:b]
         means: dict[int, float] = {}
-        counts = np.bincount(seg[:, 0].astype(np.int64), minlength=n_rx) if len(seg) else np.zeros(n_rx)
+        counts = (
+            np.bincount(seg[:, 0].astype(np.int64), minlength=n_rx) if len(seg) else np.zeros(n_rx)
+        )
         for i in range(n_rx):
             # a receiver that heard less than half as often as the best one is near its
             # sensitivity: only the luckiest advertisements got through and its mean is biased
@@ -152,8 +166,12 @@ def calibrate(
         )
     rssi_np = np.array(rssi_all)
     fit = fit_path_loss(
-        np.array(rx_i, dtype=np.int64), np.array(d_all), rssi_np, layout.receiver_ids,
-        ridge=ridge, tag_height=float(np.median(heights)),
+        np.array(rx_i, dtype=np.int64),
+        np.array(d_all),
+        rssi_np,
+        layout.receiver_ids,
+        ridge=ridge,
+        tag_height=float(np.median(heights)),
         sensitivity_dbm=min(-90.0, float(np.percentile(arr[:, 1], 0.5)) - 1.0),
     )
     corrections = []
@@ -162,18 +180,22 @@ def calibrate(
         if pos is None:
             continue
         pred = predicted_rssi(fit.model, layout, np.array([pos[0]]), np.array([pos[1]]))[0]
-        corrections.append((pos[0], pos[1], {layout.receivers[i].id: m - float(pred[i]) for i, m in means.items()}))
-    fit = dataclasses.replace(fit, model=dataclasses.replace(fit.model, corrections=tuple(corrections)))
+        corrections.append(
+            (pos[0], pos[1], {layout.receivers[i].id: m - float(pred[i]) for i, m in means.items()})
+        )
+    fit = dataclasses.replace(
+        fit, model=dataclasses.replace(fit.model, corrections=tuple(corrections))
+    )
     res = CalibrationResult(fit, used, len(stands))
-    for i, r in enumerate(layout.receivers):
-        m = fit.model.for_receiver(r.id)
+    for r in layout.receivers:
+        rm = fit.model.for_receiver(r.id)
         res.per_receiver.append(
             {
                 "id": r.id,
-                "samples": m.samples,
-                "offset_db": round(m.offset_db, 2),
-                "exponent": round(m.exponent, 3),
-                "residual_db": round(m.sigma_db, 2) if m.samples else None,
+                "samples": rm.samples,
+                "offset_db": round(rm.offset_db, 2),
+                "exponent": round(rm.exponent, 3),
+                "residual_db": round(rm.sigma_db, 2) if rm.samples else None,
             }
         )
     if layout.zones:
@@ -190,7 +212,9 @@ def calibrate(
     return res
 
 
-def confusable_zones(layout: Layout, model: RadioModel, threshold: float = 2.0) -> list[dict[str, Any]]:
+def confusable_zones(
+    layout: Layout, model: RadioModel, threshold: float = 2.0
+) -> list[dict[str, Any]]:
     """Pairs of zones whose predicted RSSI patterns (at their centroids, offset removed) differ
     by less than `threshold` measurement standard deviations."""
     cx = np.array([z.centroid[0] for z in layout.zones])
@@ -198,7 +222,7 @@ def confusable_zones(layout: Layout, model: RadioModel, threshold: float = 2.0) 
     pred = predicted_rssi(model, layout, cx, cy)
     sig = np.array([max(model.for_receiver(r.id).sigma_db, 3.0) for r in layout.receivers])
     heard = pred > model.sensitivity_dbm + 5.0
-    out = []
+    out: list[dict[str, Any]] = []
     for i in range(len(layout.zones)):
         for j in range(i + 1, len(layout.zones)):
             m = heard[i] | heard[j]
@@ -209,6 +233,8 @@ def confusable_zones(layout: Layout, model: RadioModel, threshold: float = 2.0) 
                 diff = diff - diff.mean() if m.sum() > 1 else diff
                 sep = float(math.sqrt(float((diff * diff).sum())))
             if sep < threshold:
-                out.append({"a": layout.zones[i].id, "b": layout.zones[j].id, "separation": round(sep, 2)})
-    out.sort(key=lambda c: c["separation"])
+                out.append(
+                    {"a": layout.zones[i].id, "b": layout.zones[j].id, "separation": round(sep, 2)}
+                )
+    out.sort(key=lambda c: float(c["separation"]))
     return out

@@ -54,7 +54,10 @@ class ZoneClassifier:
     """Precomputed model of one layout; `log_posterior` is stateless, ZoneBelief holds the state."""
 
     def __init__(
-        self, layout: Layout, model: RadioModel, params: ClassifierParams | None = None,
+        self,
+        layout: Layout,
+        model: RadioModel,
+        params: ClassifierParams | None = None,
         method: str = "model",
     ):
         if method not in ("model", "nearest"):
@@ -70,7 +73,9 @@ class ZoneClassifier:
         self.xs, self.ys, self.cls, self.logw = xs[order], ys[order], cls[order], logw[order]
         self.starts = np.searchsorted(self.cls, np.arange(self.n_classes))
         self.pred = predicted_rssi(model, layout, self.xs, self.ys)  # points x receivers
-        base = np.array([max(model.for_receiver(r.id).sigma_db, p.sigma_floor_db) for r in layout.receivers])
+        base = np.array(
+            [max(model.for_receiver(r.id).sigma_db, p.sigma_floor_db) for r in layout.receivers]
+        )
         # a shopper's body blocks near-horizontal paths, not the one to a receiver overhead:
         # the extra uncertainty grows with the horizontal share of the path
         rx = np.array([[r.x, r.y, r.z] for r in layout.receivers], dtype=float)
@@ -160,6 +165,11 @@ class ZoneClassifier:
 def _candidate_points(
     layout: Layout, p: ClassifierParams
 ) -> tuple[FloatArray, FloatArray, npt.NDArray[np.int64], FloatArray]:
+    """Floor points (x, y), their class (zone index, or len(zones) for no zone) and log area.
+
+    A regular grid of at most `max_points` over the walkable floor (shelves excluded); a zone
+    holding fewer than `min_points_per_zone` grid points gets a finer grid of its own instead.
+    """
     xmin, ymin, xmax, ymax = layout.bounds()
     step = p.grid_step
     while ((xmax - xmin) / step + 1) * ((ymax - ymin) / step + 1) > p.max_points:
@@ -173,37 +183,30 @@ def _candidate_points(
         xs, ys = xs[walkable], ys[walkable]
     zi = layout.zone_index_of_points(xs, ys)
     cls = np.where(zi < 0, len(layout.zones), zi)
-    logw = np.full(xs.shape, 2.0 * math.log(step))
-    parts_x, parts_y, parts_c, parts_w = [xs], [ys], [cls], [logw]
-    # zones with too few grid points get their own finer grid (weights keep the area prior)
-    for i, zone in enumerate(layout.zones):
-        if int((cls == i).sum()) >= p.min_points_per_zone:
-            continue
-        keep = cls != i
-        parts_x[0], parts_y[0] = parts_x[0][keep], parts_y[0][keep]
-        parts_c[0], parts_w[0] = parts_c[0][keep], parts_w[0][keep]
-        cls, xs, ys = parts_c[0], parts_x[0], parts_y[0]
+    sparse = [i for i in range(len(layout.zones)) if int((cls == i).sum()) < p.min_points_per_zone]
+    keep = ~np.isin(cls, sparse)
+    parts = [(xs[keep], ys[keep], cls[keep], np.full(int(keep.sum()), 2.0 * math.log(step)))]
+    for i in sparse:
+        zone = layout.zones[i]
         pts = np.asarray(zone.polygon, dtype=float)
-        zx0, zy0 = pts.min(axis=0)
-        zx1, zy1 = pts.max(axis=0)
+        (zx0, zy0), (zx1, zy1) = pts.min(axis=0), pts.max(axis=0)
         fine = max(min(zx1 - zx0, zy1 - zy0) / 5.0, 0.05)
-        fx, fy = np.meshgrid(np.arange(zx0 + fine / 2, zx1, fine), np.arange(zy0 + fine / 2, zy1, fine))
-        fx, fy = fx.ravel(), fy.ravel()
+        mx, my = np.meshgrid(
+            np.arange(zx0 + fine / 2, zx1, fine), np.arange(zy0 + fine / 2, zy1, fine)
+        )
+        fx, fy = mx.ravel(), my.ravel()
         inside = points_in_polygon(fx, fy, zone.polygon)
         fx, fy = fx[inside], fy[inside]
         if len(fx) == 0:
             cx, cy = zone.centroid
             fx, fy = np.array([cx]), np.array([cy])
         w = math.log(max(zone.area, 1e-6) / len(fx))
-        parts_x.append(fx)
-        parts_y.append(fy)
-        parts_c.append(np.full(len(fx), i, dtype=np.int64))
-        parts_w.append(np.full(len(fx), w))
+        parts.append((fx, fy, np.full(len(fx), i, dtype=np.int64), np.full(len(fx), w)))
     return (
-        np.concatenate(parts_x),
-        np.concatenate(parts_y),
-        np.concatenate(parts_c).astype(np.int64),
-        np.concatenate(parts_w),
+        np.concatenate([q[0] for q in parts]),
+        np.concatenate([q[1] for q in parts]),
+        np.concatenate([q[2] for q in parts]).astype(np.int64),
+        np.concatenate([q[3] for q in parts]),
     )
 
 
@@ -219,9 +222,7 @@ class ZoneBelief:
         self.pending_since = 0.0
         self.last_t = -math.inf
 
-    def update(
-        self, loglik: FloatArray, t: float, p: ClassifierParams
-    ) -> tuple[int, float] | None:
+    def update(self, loglik: FloatArray, t: float, p: ClassifierParams) -> tuple[int, float] | None:
         """Fold in one observation; returns (new class, switch time) when the zone changes."""
         k = len(loglik)
         dt = t - self.last_t

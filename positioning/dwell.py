@@ -50,11 +50,14 @@ class DwellDetector:
             if zone is not None:
                 self._stays[tag] = _Stay(zone, t)
             return out
-        if zone == stay.zone:
-            if stay.away_since is not None and t - stay.away_since <= self.params.gap_s:
-                stay.away_since = None
-                stay.next_zone = None
-                return out
+        if (
+            zone == stay.zone
+            and stay.away_since is not None
+            and t - stay.away_since <= self.params.gap_s
+        ):
+            stay.away_since = None  # back within the gap: the dwell goes on
+            stay.next_zone = None
+            return out
         if stay.away_since is None:
             if zone == stay.zone:
                 return out
@@ -105,7 +108,9 @@ class DwellDetector:
             if not stay.threshold_sent and t - stay.start >= p.min_dwell_s:
                 stay.threshold_sent = True
                 out.append(
-                    DwellEvent("dwell_threshold", tag, stay.zone, stay.start, stay.start + p.min_dwell_s)
+                    DwellEvent(
+                        "dwell_threshold", tag, stay.zone, stay.start, stay.start + p.min_dwell_s
+                    )
                 )
             return
         if t - stay.away_since <= p.gap_s:
@@ -123,7 +128,11 @@ class DwellDetector:
             if not stay.threshold_sent:
                 out.append(
                     DwellEvent(
-                        "dwell_threshold", tag, stay.zone, stay.start, stay.start + self.params.min_dwell_s
+                        "dwell_threshold",
+                        tag,
+                        stay.zone,
+                        stay.start,
+                        stay.start + self.params.min_dwell_s,
                     )
                 )
             out.append(DwellEvent("dwell", tag, stay.zone, stay.start, end))

@@ -98,7 +98,12 @@ def score(
     f1 = 2 * prec * rec / (prec + rec) if prec + rec > 0 else 0.0
     acc = zone_accuracy(truth, timeline, step, collar) if timeline is not None else None
     return Scores(
-        len(gt), len(predicted), m, prec, rec, f1,
+        len(gt),
+        len(predicted),
+        m,
+        prec,
+        rec,
+        f1,
         statistics.median(start_err) if start_err else None,
         statistics.median(end_err) if end_err else None,
         acc,

@@ -129,4 +129,9 @@ def altbeacon_payload(id1: str, id2: int, id3: int, power: int = -59) -> bytes:
 
 
 def eddystone_uid_payload(namespace: str, instance: str, power: int = -20) -> bytes:
-    return b"\x00" + (power & 0xFF).to_bytes(1, "big") + bytes.fromhex(namespace + instance) + b"\x00\x00"
+    return (
+        b"\x00"
+        + (power & 0xFF).to_bytes(1, "big")
+        + bytes.fromhex(namespace + instance)
+        + b"\x00\x00"
+    )

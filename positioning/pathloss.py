@@ -55,7 +55,11 @@ class RadioModel:
             "correction_length_m": self.correction_length_m,
             "correction_shrink": self.correction_shrink,
             "corrections": [
-                {"x": round(x, 3), "y": round(y, 3), "residual_db": {k: round(v, 2) for k, v in r.items()}}
+                {
+                    "x": round(x, 3),
+                    "y": round(y, 3),
+                    "residual_db": {k: round(v, 2) for k, v in r.items()},
+                }
                 for x, y, r in self.corrections
             ],
         }
@@ -69,7 +73,11 @@ class RadioModel:
             sensitivity_dbm=float(obj.get("sensitivity_dbm", -95.0)),
             device_sigma_db=float(obj.get("device_sigma_db", 4.0)),
             corrections=tuple(
-                (float(c["x"]), float(c["y"]), {str(k): float(v) for k, v in c["residual_db"].items()})
+                (
+                    float(c["x"]),
+                    float(c["y"]),
+                    {str(k): float(v) for k, v in c["residual_db"].items()},
+                )
                 for c in obj.get("corrections", [])
             ),
             correction_length_m=float(obj.get("correction_length_m", 2.0)),
@@ -106,7 +114,9 @@ def predicted_rssi(model: RadioModel, layout: Layout, xs: FloatArray, ys: FloatA
     return out
 
 
-def shadow_correction(model: RadioModel, layout: Layout, xs: FloatArray, ys: FloatArray) -> FloatArray:
+def shadow_correction(
+    model: RadioModel, layout: Layout, xs: FloatArray, ys: FloatArray
+) -> FloatArray:
     """Measured residuals spread to nearby points with a Gaussian kernel, shrunk toward 0 where
     no stand is close (a simple kriging of the shadowing)."""
     idx = layout.receiver_index()

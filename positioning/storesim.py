@@ -184,17 +184,25 @@ class StoreSimulation:
             return float(np.clip(self.rng.lognormal(math.log(12.0), 0.5), 3.0, 40.0))
         return float(np.clip(self.rng.lognormal(math.log(80.0), 0.6), 20.0, 600.0))
 
-    def _visit(self, t0: float, n_stops: int, zones: list[int] | None = None) -> tuple[
+    def _visit(
+        self, t0: float, n_stops: int, zones: list[int] | None = None
+    ) -> tuple[
         list[float], list[float], list[float], list[float], list[tuple[float, float, str | None]]
     ]:
         rng = self.rng
         speed = float(rng.uniform(0.8, 1.4))
         x, y = self.entrance
-        ts, xs, ys, hs = [t0], [x], [y], []
+        ts, xs, ys, hs = [t0], [x], [y], list[float]()
         stops: list[tuple[float, float, str | None]] = []
         t = t0
-        order = zones if zones is not None else list(
-            rng.choice(len(self.layout.zones), size=min(n_stops, len(self.layout.zones)), replace=False)
+        order = (
+            zones
+            if zones is not None
+            else list(
+                rng.choice(
+                    len(self.layout.zones), size=min(n_stops, len(self.layout.zones)), replace=False
+                )
+            )
         )
         for zi in order:
             nx, ny = self._random_point_in_zone(int(zi))
@@ -223,8 +231,19 @@ class StoreSimulation:
         hs.append(0.0)
         return ts, xs, ys, hs, stops
 
-    def _walk(self, ts: list[float], xs: list[float], ys: list[float], hs: list[float],
-              t: float, x: float, y: float, nx: float, ny: float, speed: float) -> tuple[float, float, float]:
+    def _walk(
+        self,
+        ts: list[float],
+        xs: list[float],
+        ys: list[float],
+        hs: list[float],
+        t: float,
+        x: float,
+        y: float,
+        nx: float,
+        ny: float,
+        speed: float,
+    ) -> tuple[float, float, float]:
         """Append the keyframes of a walk from (x, y) to (nx, ny) along the layout's aisles."""
         for wx, wy in self.layout.route(x, y, nx, ny):
             hs.append(math.atan2(wy - y, wx - x))
@@ -270,23 +289,36 @@ class StoreSimulation:
         interval = float(rng.uniform(lo, hi))
         self.persons.append(
             _Person(
-                pid, kind, tag, payload,
-                np.array(ts), np.array(xs), np.array(ys), np.array(hs),
-                interval, float(rng.uniform(0, interval)),
+                pid,
+                kind,
+                tag,
+                payload,
+                np.array(ts),
+                np.array(xs),
+                np.array(ys),
+                np.array(hs),
+                interval,
+                float(rng.uniform(0, interval)),
                 float(rng.normal(0, p.radio.device_sd)),
                 float(rng.uniform(3.0, p.radio.body_loss_max)),
-                fixed, stops,
+                fixed,
+                stops,
             )
         )
 
-    def add_technician(self, stands: list[tuple[float, float, str | None]], t0: float,
-                       stand_s: float, uuid: str = CALIBRATION_UUID) -> tuple[str, list[tuple[float, float, float, float, str | None]]]:
+    def add_technician(
+        self,
+        stands: list[tuple[float, float, str | None]],
+        t0: float,
+        stand_s: float,
+        uuid: str = CALIBRATION_UUID,
+    ) -> tuple[str, list[tuple[float, float, float, float, str | None]]]:
         """A technician carrying a reference beacon stands at each (x, y) for `stand_s`, turning
         slowly on the spot. Returns the tag id and the stands as (start, end, x, y, zone)."""
         rng = self.rng
         speed = 1.0
         x, y = self.entrance
-        ts, xs, ys, hs = [t0], [x], [y], []
+        ts, xs, ys, hs = [t0], [x], [y], list[float]()
         out: list[tuple[float, float, float, float, str | None]] = []
         t = t0
         for sx, sy, zone in stands:
@@ -312,9 +344,22 @@ class StoreSimulation:
         data = frames.ibeacon_payload(uuid, 0, 1)
         tag = f"ibeacon:{uuid}:0:1"
         self.persons.append(
-            _Person(pid, "app", tag, f'"mfg": {{"76": "{data.hex()}"}}',
-                    np.array(ts), np.array(xs), np.array(ys), np.array(hs),
-                    0.3, 0.0, 0.0, 3.0, _mac(rng, public=True), [])
+            _Person(
+                pid,
+                "app",
+                tag,
+                f'"mfg": {{"76": "{data.hex()}"}}',
+                np.array(ts),
+                np.array(xs),
+                np.array(ys),
+                np.array(hs),
+                0.3,
+                0.0,
+                0.0,
+                3.0,
+                _mac(rng, public=True),
+                [],
+            )
         )
         return tag, out
 
@@ -340,9 +385,22 @@ class StoreSimulation:
         lo, hi = p.device_interval_s
         interval = float(rng.uniform(lo, hi))
         self.persons.append(
-            _Person(pid, kind, None, "", np.array(ts), np.array(xs), np.array(ys), np.array(hs),
-                    interval, float(rng.uniform(0, interval)), float(rng.normal(0, p.radio.device_sd)),
-                    float(rng.uniform(3.0, p.radio.body_loss_max)), None, [])
+            _Person(
+                pid,
+                kind,
+                None,
+                "",
+                np.array(ts),
+                np.array(xs),
+                np.array(ys),
+                np.array(hs),
+                interval,
+                float(rng.uniform(0, interval)),
+                float(rng.normal(0, p.radio.device_sd)),
+                float(rng.uniform(3.0, p.radio.body_loss_max)),
+                None,
+                [],
+            )
         )
 
     # ---------------------------------------------------------------- radio
@@ -376,13 +434,20 @@ class StoreSimulation:
         r = self.p.radio
         x = np.interp(t, person.keys_t, person.keys_x)
         y = np.interp(t, person.keys_t, person.keys_y)
-        seg = np.clip(np.searchsorted(person.keys_t, t, side="right") - 1, 0, len(person.heading) - 1)
+        seg = np.clip(
+            np.searchsorted(person.keys_t, t, side="right") - 1, 0, len(person.heading) - 1
+        )
         head = person.heading[seg]
         dx = self.rx_xyz[None, :, 0] - x[:, None]
         dy = self.rx_xyz[None, :, 1] - y[:, None]
         dz = self.rx_xyz[None, :, 2] - TAG_HEIGHT
         d = np.maximum(np.sqrt(dx * dx + dy * dy + dz * dz), 0.3)
-        level = r.ref_rssi + person.tx_offset + self.rx_gain[None, :] - 10.0 * self.rx_exp[None, :] * np.log10(d)
+        level = (
+            r.ref_rssi
+            + person.tx_offset
+            + self.rx_gain[None, :]
+            - 10.0 * self.rx_exp[None, :] * np.log10(d)
+        )
         level += self._shadow_at(x, y)
         # body loss: largest when the receiver is behind the carrier
         horiz = np.maximum(np.hypot(dx, dy), 1e-6)
@@ -417,7 +482,9 @@ class StoreSimulation:
             if len(t) == 0:
                 continue
             level = self._rssi(person, t, rng)
-            p_rx = (1.0 - r.base_loss) / (1.0 + np.exp(-(level - r.sensitivity) / r.sensitivity_width))
+            p_rx = (1.0 - r.base_loss) / (
+                1.0 + np.exp(-(level - r.sensitivity) / r.sensitivity_width)
+            )
             heard = rng.random(level.shape) < p_rx
             ti, ri = np.nonzero(heard)
             ts.append(t[ti] + rng.uniform(0.0, 0.004, len(ti)))

@@ -37,7 +37,15 @@ class TrackerParams:
 
 
 class _Tag:
-    __slots__ = ("belief", "last_heard", "next_classify", "seg_start", "seg_zone", "streams", "lost")
+    __slots__ = (
+        "belief",
+        "last_heard",
+        "lost",
+        "next_classify",
+        "seg_start",
+        "seg_zone",
+        "streams",
+    )
 
     def __init__(self, n_rx: int, n_classes: int) -> None:
         self.streams = RssiStreams(n_rx)
@@ -60,7 +68,9 @@ class ZoneTracker:
     ) -> None:
         self.params = params or TrackerParams()
         self.layout = layout
-        self.classifier = ZoneClassifier(layout, model or RadioModel(), self.params.classifier, method)
+        self.classifier = ZoneClassifier(
+            layout, model or RadioModel(), self.params.classifier, method
+        )
         self.dwell = DwellDetector(self.params.dwell)
         self.rx_index = layout.receiver_index()
         self.n_rx = len(layout.receivers)

@@ -1,0 +1,168 @@
+"""simulate -> calibrate -> replay -> evaluate through the command line, with minimum scores."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT, shelfgate
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    res = subprocess.run(shelfgate(*args), capture_output=True, text=True, cwd=ROOT)
+    assert res.returncode == 0, res.stderr
+    return res
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("store")
+    layout = str(ROOT / "config" / "layout.toml")
+    run(
+        "simulate",
+        "--layout",
+        layout,
+        "--calibration-walk",
+        "--seed",
+        "41",
+        "--trace",
+        f"{d}/cal.jsonl",
+        "--truth",
+        f"{d}/labels.jsonl",
+    )
+    run(
+        "calibrate",
+        "--layout",
+        layout,
+        "--trace",
+        f"{d}/cal.jsonl",
+        "--labels",
+        f"{d}/labels.jsonl",
+        "--out",
+        f"{d}/cal.json",
+    )
+    run(
+        "simulate",
+        "--layout",
+        layout,
+        "--shoppers",
+        "10",
+        "--duration",
+        "900",
+        "--seed",
+        "42",
+        "--trace",
+        f"{d}/trace.jsonl",
+        "--truth",
+        f"{d}/truth.jsonl",
+    )
+    return d
+
+
+def replay_and_score(d: Path, *extra: str) -> dict:
+    layout = str(ROOT / "config" / "layout.toml")
+    run(
+        "replay",
+        f"{d}/trace.jsonl",
+        "--layout",
+        layout,
+        "--calibration",
+        f"{d}/cal.json",
+        "--events",
+        f"{d}/ev.jsonl",
+        "--timeline",
+        f"{d}/tl.jsonl",
+        "--raw-ids",
+        *extra,
+    )
+    res = run(
+        "evaluate",
+        "--truth",
+        f"{d}/truth.jsonl",
+        "--events",
+        f"{d}/ev.jsonl",
+        "--timeline",
+        f"{d}/tl.jsonl",
+        "--json",
+    )
+    return json.loads(res.stdout)
+
+
+def test_round_trip_scores(store: Path) -> None:
+    sc = replay_and_score(store)
+    assert sc["true_dwells"] >= 10
+    assert sc["f1"] >= 0.85
+    assert sc["zone_accuracy"] >= 0.85
+    assert sc["median_start_error_s"] < 10 and sc["median_end_error_s"] < 15
+    base = replay_and_score(store, "--classifier", "nearest")
+    assert sc["f1"] > base["f1"] and sc["zone_accuracy"] > base["zone_accuracy"]
+
+
+def test_events_carry_the_design_fields(store: Path) -> None:
+    replay_and_score(store)
+    events = [json.loads(x) for x in (store / "ev.jsonl").read_text().splitlines()]
+    assert events
+    seqs = [e["seq"] for e in events]
+    assert seqs == list(range(1, len(events) + 1))
+    for e in events:
+        assert {
+            "event_id",
+            "seq",
+            "type",
+            "store",
+            "gateway",
+            "tag",
+            "zone",
+            "start",
+            "end",
+            "clock_synced",
+        } <= set(e)
+        assert e["type"] in ("dwell", "dwell_threshold")
+    assert len({e["event_id"] for e in events}) == len(events)
+
+
+def test_default_pseudonymises_tags(store: Path, tmp_path: Path) -> None:
+    layout = str(ROOT / "config" / "layout.toml")
+    run("replay", f"{store}/trace.jsonl", "--layout", layout, "--events", f"{tmp_path}/ev.jsonl")
+    text = (tmp_path / "ev.jsonl").read_text()
+    assert text and "ibeacon:" not in text and "eddystone:" not in text and "altbeacon:" not in text
+    assert all(json.loads(x)["tag"].startswith("p:") for x in text.splitlines())
+
+
+def test_malformed_trace_lines_are_skipped_not_fatal(store: Path, tmp_path: Path) -> None:
+    lines = (store / "trace.jsonl").read_text().splitlines()[:20000]
+    bad = tmp_path / "bad.jsonl"
+    lines[5] = (
+        '{"t": "soon", "rx": "rx01", "rssi": -70, "mfg": {"76": "0215f7826da64fa24e988024bc5b71e0893e00010007c5"}}'
+    )
+    lines[7] = '{"t": 1.0, "rx": "rx01", "mfg": {"76": "0215f7826d'  # truncated
+    bad.write_text("\n".join(lines) + "\n")
+    layout = str(ROOT / "config" / "layout.toml")
+    res = run(
+        "replay", str(bad), "--layout", layout, "--events", f"{tmp_path}/ev.jsonl", "--raw-ids"
+    )
+    assert "2 malformed" in res.stderr
+    assert f"{bad}:8" in res.stderr  # the line is named
+
+
+def test_user_mistakes_are_one_line(tmp_path: Path) -> None:
+    res = subprocess.run(
+        shelfgate("replay", "nope.jsonl", "--layout", "nope.toml", "--events", "x.jsonl"),
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert res.returncode == 2
+    assert res.stderr.strip().count("\n") == 0 and "nope.toml" in res.stderr
+    bad = tmp_path / "l.toml"
+    bad.write_text('[store]\nid = "x"\n[[receivers]]\nid = "r"\nx = "far"\ny = 1\n')
+    res = subprocess.run(
+        shelfgate("simulate", "--layout", str(bad), "--trace", "t.jsonl"),
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert res.returncode == 2 and "receivers[0].x" in res.stderr and "Traceback" not in res.stderr
