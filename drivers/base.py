@@ -1,0 +1,42 @@
+"""The source interface and the table of source kinds (imports are lazy: a missing optional
+dependency fails only when that source is asked for)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import parse_qs
+
+from positioning.errors import InputError
+
+Sighting = tuple[str, int, float, float]  # (tag, receiver index, rssi dBm, t)
+
+
+class Source(Protocol):
+    """A source yields batches of sightings. `live` sources stamp monotonic time; recorded ones
+    (replay) carry the trace's wall-clock time."""
+
+    name: str
+    live: bool
+
+    def batches(self) -> AsyncIterator[list[Sighting]]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SourceUri:
+    kind: str
+    path: str
+    params: dict[str, str]
+
+
+KINDS = ("sim", "replay")
+
+
+def parse_source_uri(uri: str, where: str = "--source") -> SourceUri:
+    kind, sep, rest = uri.partition(":")
+    if not sep or kind not in KINDS:
+        raise InputError(where, uri, f"expected a source URI of kind {', '.join(KINDS)} (e.g. sim:layout.toml?shoppers=20)")
+    path, _, query = rest.partition("?")
+    params = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
+    return SourceUri(kind, path, params)

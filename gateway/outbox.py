@@ -1,0 +1,356 @@
+"""The outbox: a durable SQLite queue of events between the pipeline and MQTT.
+
+Promises (../shared/RELIABILITY.md R1, R3-R5, R12):
+- an event whose `append` returned is on disk (WAL, synchronous=FULL, one transaction per group
+  commit) and survives a crash or power cut;
+- every event gets a gapless, increasing `seq` at commit (a counter in the same transaction, so
+  a seq is never reused even after rows are deleted) and keeps its `event_id`;
+- a row leaves only through `ack` (a successful PUBACK) or the documented overflow policy;
+- a byte quota bounds the database: when an append would pass it, the overflow policy drops
+  the least valuable rows first: `dwell_threshold` events (their moment has passed; the `dwell`
+  event carries the stay) before `dwell` events, oldest first, never rows in flight. Every drop
+  is counted in a persisted counter (`dropped_<type>`), reported upstream in the status;
+- `quick_check` at open: a corrupt database is moved aside (`outbox.db.corrupt-<time>`), a fresh
+  one is started and the `db_reset` alert is raised (persisted, reported in the status).
+
+Not thread-safe by design: exactly one thread (the outbox writer) calls it.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import sqlite_utils
+
+from .clock import Clock
+
+log = logging.getLogger(__name__)
+
+DROP_ORDER = ("dwell_threshold", "dwell")
+
+
+def _m1(db: sqlite_utils.Database) -> None:
+    db["events"].create(
+        {"seq": int, "event_id": str, "type": str, "created": float, "size": int, "attempts": int, "body": str},
+        pk="seq",
+    )
+    db["events"].create_index(["event_id"], unique=True)
+    db["events"].create_index(["type", "seq"])
+    db["dead_letter"].create(
+        {"seq": int, "event_id": str, "reason": str, "moved": float, "body": str}, pk="seq"
+    )
+    db["counters"].create({"name": str, "value": int}, pk="name")
+    db["meta"].create({"key": str, "value": str}, pk="key")
+    db.execute("INSERT INTO counters(name, value) VALUES ('next_seq', 1), ('bytes', 0), ('last_acked_seq', 0)")
+
+
+MIGRATIONS = [_m1]
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    seq: int
+    event_id: str
+    type: str
+    body: bytes
+
+
+class Outbox:
+    def __init__(self, path: str | Path, quota_bytes: int = 512 * 1024 * 1024, clock: Clock | None = None) -> None:
+        self.path = Path(path)
+        self._pending_alert: str | None = None
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.quota_bytes = quota_bytes
+        self._wall = (clock or Clock()).wall
+        self.alerts: list[str] = []
+        self.conn = self._open_checked()
+        self.db = sqlite_utils.Database(self.conn)
+        self._migrate()
+        self._inflight: set[int] = set()
+        self._cursor = 0  # every seq <= cursor is acked, in flight or queued for retry
+        self._retry: list[int] = []
+        self.alerts.extend(self._persisted_alerts())
+
+    # ------------------------------------------------------------------ open / migrate
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")  # NORMAL can lose the last commits on power loss
+        conn.execute("PRAGMA busy_timeout=5000")
+        return conn
+
+    def _open_checked(self) -> sqlite3.Connection:
+        reason = None
+        if self.path.exists():
+            try:
+                conn = self._connect()
+                row = conn.execute("PRAGMA quick_check").fetchone()
+                if row and row[0] == "ok":
+                    return conn
+                reason = str(row[0] if row else "no answer")
+                conn.close()
+            except sqlite3.DatabaseError as e:
+                reason = str(e)
+        if reason is None:
+            return self._connect()
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(self._wall()))
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        for suffix in ("", "-wal", "-shm"):
+            p = Path(str(self.path) + suffix)
+            if p.exists():
+                p.rename(Path(str(aside) + suffix))
+        log.error("outbox %s is corrupt (%s): moved aside to %s, started a fresh one", self.path, reason, aside)
+        conn = self._connect()
+        self._pending_alert = f"db_reset: {self.path.name} was corrupt ({reason}); moved to {aside.name}"
+        return conn
+
+    def _migrate(self) -> None:
+        self.conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        row = self.conn.execute("SELECT max(version) FROM schema_version").fetchone()
+        current = row[0] or 0
+        for version, step in enumerate(MIGRATIONS, start=1):
+            if version <= current:
+                continue
+            with self.db.atomic():  # the migration and its record commit together, or neither
+                step(self.db)
+                self.conn.execute("INSERT INTO schema_version(version) VALUES (?)", (version,))
+        alert = self._pending_alert
+        if alert:
+            with self.db.atomic():
+                self.conn.execute(
+                    "INSERT OR REPLACE INTO meta(key, value) VALUES ('alert_db_reset', ?)", (alert,)
+                )
+            self._bump("db_resets", 1)
+
+    def _persisted_alerts(self) -> list[str]:
+        return [r[0] for r in self.conn.execute("SELECT value FROM meta WHERE key LIKE 'alert_%'")]
+
+    def clear_alert(self, name: str) -> None:
+        with self.db.atomic():
+            self.conn.execute("DELETE FROM meta WHERE key = ?", (f"alert_{name}",))
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # ------------------------------------------------------------------ counters and meta
+    def _counter(self, name: str) -> int:
+        row = self.conn.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def _bump(self, name: str, by: int) -> None:
+        self.conn.execute(
+            "INSERT INTO counters(name, value) VALUES (?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+            (name, by),
+        )
+
+    def set_meta(self, items: dict[str, Any]) -> None:
+        with self.db.atomic():
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
+                [(k, orjson.dumps(v).decode()) for k, v in items.items()],
+            )
+
+    # ------------------------------------------------------------------ writing
+    def append(self, bodies: Iterable[dict[str, Any]]) -> list[int]:
+        """Commit events in one transaction; returns the seqs given (duplicates by event_id are
+        ignored). The seq is written into each stored body."""
+        now = self._wall()
+        seqs: list[int] = []
+        added = 0
+        with self.db.atomic():
+            seq = self._counter("next_seq")
+            for body in bodies:
+                body = dict(body, seq=seq)
+                blob = orjson.dumps(body)
+                cur = self.conn.execute(
+                    "INSERT OR IGNORE INTO events(seq, event_id, type, created, size, attempts, body) "
+                    "VALUES (?, ?, ?, ?, ?, 0, ?)",
+                    (seq, body["event_id"], body["type"], now, len(blob), blob),
+                )
+                if cur.rowcount:
+                    seqs.append(seq)
+                    added += len(blob)
+                    seq += 1
+            self.conn.execute("UPDATE counters SET value = ? WHERE name = 'next_seq'", (seq,))
+            self._bump("bytes", added)
+            self._enforce_quota()
+        return seqs
+
+    def _enforce_quota(self) -> None:
+        over = self._counter("bytes") - self.quota_bytes
+        if over <= 0:
+            return
+        inflight = self._inflight
+        for kind in DROP_ORDER:
+            if over <= 0:
+                break
+            rows = self.conn.execute(
+                "SELECT seq, size FROM events WHERE type = ? ORDER BY seq", (kind,)
+            ).fetchall()
+            drop: list[int] = []
+            freed = 0
+            for seq, size in rows:
+                if over - freed <= 0:
+                    break
+                if seq in inflight:
+                    continue
+                drop.append(seq)
+                freed += size
+            if drop:
+                self.conn.executemany("DELETE FROM events WHERE seq = ?", [(s,) for s in drop])
+                self._bump(f"dropped_{kind}", len(drop))
+                self._bump("bytes", -freed)
+                over -= freed
+                log.warning("outbox over its quota: dropped %d %s events", len(drop), kind)
+        if over > 0:
+            self._bump("dropped_other", 0)
+
+    # ------------------------------------------------------------------ publishing side
+    def claim(self, max_events: int, max_bytes: int, newest: bool = False) -> list[Row]:
+        """Rows to publish next, not in flight: the retry queue first, then the oldest unsent
+        (or, with newest=True, the newest unsent: live events are not starved by a backlog)."""
+        out: list[Row] = []
+        size = 0
+
+        def take(seq: int, event_id: str, typ: str, body: bytes) -> bool:
+            nonlocal size
+            if out and (len(out) >= max_events or size + len(body) > max_bytes):
+                return False
+            out.append(Row(seq, event_id, typ, body))
+            size += len(body) + 1
+            self._inflight.add(seq)
+            return True
+
+        while self._retry and len(out) < max_events:
+            seq = self._retry[0]
+            r = self.conn.execute("SELECT seq, event_id, type, body FROM events WHERE seq = ?", (seq,)).fetchone()
+            if r is not None and not take(*r):
+                break
+            self._retry.pop(0)
+        if len(out) >= max_events:
+            return out
+        if newest:
+            q = "SELECT seq, event_id, type, body FROM events WHERE seq > ? ORDER BY seq DESC LIMIT ?"
+        else:
+            q = "SELECT seq, event_id, type, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?"
+        rows = self.conn.execute(q, (self._cursor, max_events * 2 + len(self._inflight))).fetchall()
+        first = len(out)
+        for r in rows:
+            if r[0] in self._inflight:
+                continue
+            if not take(*r):
+                break
+            if not newest:
+                self._cursor = max(self._cursor, r[0])
+        if newest:
+            out[first:] = out[first:][::-1]
+        return out
+
+    def ack(self, seqs: list[int]) -> None:
+        """The broker acknowledged the message carrying these events: they leave the outbox."""
+        with self.db.atomic():
+            freed = 0
+            for seq in seqs:
+                r = self.conn.execute("DELETE FROM events WHERE seq = ? RETURNING size", (seq,)).fetchone()
+                if r:
+                    freed += r[0]
+            self._bump("bytes", -freed)
+            self._bump("acked", len(seqs))
+            if seqs:
+                self.conn.execute(
+                    "UPDATE counters SET value = max(value, ?) WHERE name = 'last_acked_seq'", (max(seqs),)
+                )
+        self._inflight.difference_update(seqs)
+
+    def release(self, seqs: list[int]) -> None:
+        """Not delivered (connection lost before a PUBACK, or refused): queue for a retry."""
+        back = sorted(s for s in seqs if s in self._inflight)
+        self._inflight.difference_update(back)
+        self._retry = sorted(set(self._retry) | set(back))
+
+    def refused(self, seqs: list[int], reason: str, max_attempts: int) -> int:
+        """The broker refused the message (failure reason code): count an attempt; rows that
+        reached `max_attempts` move to the dead-letter table. Returns how many moved."""
+        moved = 0
+        with self.db.atomic():
+            for seq in seqs:
+                self.conn.execute("UPDATE events SET attempts = attempts + 1 WHERE seq = ?", (seq,))
+                r = self.conn.execute("SELECT attempts, event_id, body, size FROM events WHERE seq = ?", (seq,)).fetchone()
+                if r and r[0] >= max_attempts:
+                    self.conn.execute(
+                        "INSERT OR REPLACE INTO dead_letter(seq, event_id, reason, moved, body) VALUES (?, ?, ?, ?, ?)",
+                        (seq, r[1], reason, self._wall(), r[2]),
+                    )
+                    self.conn.execute("DELETE FROM events WHERE seq = ?", (seq,))
+                    self._bump("bytes", -r[3])
+                    self._bump("dead_lettered", 1)
+                    moved += 1
+            self._bump("refused", len(seqs))
+        self._inflight.difference_update(seqs)
+        self._retry = sorted(set(self._retry) | {s for s in seqs if self._exists(s)})
+        return moved
+
+    def _exists(self, seq: int) -> bool:
+        return self.conn.execute("SELECT 1 FROM events WHERE seq = ?", (seq,)).fetchone() is not None
+
+    @property
+    def inflight(self) -> int:
+        return len(self._inflight)
+
+    # ------------------------------------------------------------------ reporting
+    def stats(self) -> dict[str, Any]:
+        backlog, oldest = self.conn.execute("SELECT count(*), min(created) FROM events").fetchone()
+        counters = dict(self.conn.execute("SELECT name, value FROM counters").fetchall())
+        dead = self.conn.execute("SELECT count(*) FROM dead_letter").fetchone()[0]
+        return {
+            "backlog": backlog,
+            "backlog_bytes": counters.get("bytes", 0),
+            "oldest_age_s": round(self._wall() - oldest, 1) if oldest is not None else None,
+            "last_acked_seq": counters.get("last_acked_seq", 0),
+            "next_seq": counters.get("next_seq", 1),
+            "acked": counters.get("acked", 0),
+            "dead_letter": dead,
+            "drops": {k[len("dropped_"):]: v for k, v in counters.items() if k.startswith("dropped_") and v},
+            "db_resets": counters.get("db_resets", 0),
+            "alerts": self._persisted_alerts(),
+        }
+
+
+def read_status(path: str | Path) -> dict[str, Any]:
+    """The outbox figures and the daemon's last written state, read-only (for `shelfgate status`)."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        conn.execute("PRAGMA busy_timeout=5000")
+        backlog, oldest = conn.execute("SELECT count(*), min(created) FROM events").fetchone()
+        counters = dict(conn.execute("SELECT name, value FROM counters").fetchall())
+        meta = {k: v for k, v in conn.execute("SELECT key, value FROM meta").fetchall()}
+        dead = conn.execute("SELECT count(*) FROM dead_letter").fetchone()[0]
+    finally:
+        conn.close()
+    state = {}
+    for k, v in meta.items():
+        if not k.startswith("alert_"):
+            try:
+                state[k] = orjson.loads(v)
+            except orjson.JSONDecodeError:
+                state[k] = v
+    return {
+        "backlog": backlog,
+        "backlog_bytes": counters.get("bytes", 0),
+        "oldest_created": oldest,
+        "last_acked_seq": counters.get("last_acked_seq", 0),
+        "next_seq": counters.get("next_seq", 1),
+        "acked": counters.get("acked", 0),
+        "dead_letter": dead,
+        "drops": {k[len("dropped_"):]: v for k, v in counters.items() if k.startswith("dropped_") and v},
+        "alerts": [v for k, v in meta.items() if k.startswith("alert_")],
+        "state": state,
+    }
