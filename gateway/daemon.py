@@ -248,8 +248,8 @@ class Gateway:
             self._collect(live)
             await self._commit()
             self._sources_done.set()
-            if not self.exit_when_drained:
-                await asyncio.Event().wait()  # sources ended: keep delivering until stopped
+            self._kick()
+            await asyncio.Event().wait()  # sources ended: keep delivering until stopped / drained
         finally:
             for p in pumps:
                 p.cancel()
