@@ -36,7 +36,11 @@ KINDS = ("sim", "replay")
 def parse_source_uri(uri: str, where: str = "--source") -> SourceUri:
     kind, sep, rest = uri.partition(":")
     if not sep or kind not in KINDS:
-        raise InputError(where, uri, f"expected a source URI of kind {', '.join(KINDS)} (e.g. sim:layout.toml?shoppers=20)")
+        raise InputError(
+            where,
+            uri,
+            f"expected a source URI of kind {', '.join(KINDS)} (e.g. sim:layout.toml?shoppers=20)",
+        )
     path, _, query = rest.partition("?")
     params = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
     return SourceUri(kind, path, params)

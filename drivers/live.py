@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Callable, Iterator
 from itertools import islice
 
@@ -49,7 +50,10 @@ class SimSource:
             t1 = t + STEP_S * self.speed
             if t1 >= self.sim.p.horizon_s - 600.0:
                 # past the generated horizon: a new simulated day with the same store
-                self.sim = StoreSimulation(self.sim.layout, SimParams(**{**_fields(self.sim.p), "seed": self.sim.p.seed + 1}))
+                self.sim = StoreSimulation(
+                    self.sim.layout,
+                    dataclasses.replace(self.sim.p, seed=self.sim.p.seed + 1),
+                )
                 start, t, t1 = self._mono(), 0.0, STEP_S * self.speed
             ch = self.sim.chunk(t, t1)
             if len(tags) != len(self.sim.persons):
@@ -57,7 +61,9 @@ class SimSource:
             base = start
             out = [
                 (tag, rx, float(rssi), base + ts)
-                for ts, rx, pid, rssi in zip(ch.t.tolist(), ch.rx.tolist(), ch.person.tolist(), ch.rssi.tolist(), strict=True)
+                for ts, rx, pid, rssi in zip(
+                    ch.t.tolist(), ch.rx.tolist(), ch.person.tolist(), ch.rssi.tolist(), strict=True
+                )
                 if (tag := tags[pid]) is not None
             ]
             t = t1
@@ -68,17 +74,15 @@ class SimSource:
                 yield out
 
 
-def _fields(p: SimParams) -> dict[str, object]:
-    return {f: getattr(p, f) for f in p.__dataclass_fields__}
-
-
 class ReplaySource:
     """A recorded trace, as fast as the pipeline takes it, on the trace's own time."""
 
     live = False
     BATCH = 4000
 
-    def __init__(self, uri: SourceUri, rx_index: dict[str, int], registered: dict[str, str]) -> None:
+    def __init__(
+        self, uri: SourceUri, rx_index: dict[str, int], registered: dict[str, str]
+    ) -> None:
         self.name = f"replay:{uri.path}"
         self.path = uri.path
         self.stats = TraceStats()
@@ -86,7 +90,9 @@ class ReplaySource:
         self._registered = registered
 
     async def batches(self) -> AsyncIterator[list[Sighting]]:
-        it: Iterator[Sighting] = read_sightings(self.path, self._rx_index, self.stats, self._registered)
+        it: Iterator[Sighting] = read_sightings(
+            self.path, self._rx_index, self.stats, self._registered
+        )
         loop = asyncio.get_running_loop()
         while True:
             batch = await loop.run_in_executor(None, lambda: list(islice(it, self.BATCH)))

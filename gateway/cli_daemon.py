@@ -70,7 +70,9 @@ def cmd_status(a: argparse.Namespace) -> int:
     cfg = load_config(a.config).with_overrides({("gateway", "data_dir"): a.data_dir})
     db = Path(cfg.values["gateway"]["data_dir"]) / "outbox.db"
     if not db.exists():
-        raise InputError(str(db), "", "no outbox here: has `shelfgate run` started with this data dir?")
+        raise InputError(
+            str(db), "", "no outbox here: has `shelfgate run` started with this data dir?"
+        )
     st = read_status(db)
     if a.json:
         print(json.dumps(st, indent=2))
@@ -78,11 +80,17 @@ def cmd_status(a: argparse.Namespace) -> int:
     now = time.time()  # noqa: TID251 - display only
     s = st["state"]
     since = s.get("mqtt_since")
-    print(f"connection:   {s.get('mqtt_state', 'unknown')} to {s.get('broker', '?')}"
-          f" (since {_age(now - since) if since else '?'} ago)")
+    print(
+        f"connection:   {s.get('mqtt_state', 'unknown')} to {s.get('broker', '?')}"
+        f" (since {_age(now - since) if since else '?'} ago)"
+    )
     age = now - st["oldest_created"] if st["oldest_created"] else None
-    print(f"backlog:      {st['backlog']} events, {st['backlog_bytes'] / 1024:.0f} KiB, oldest {_age(age)} old")
-    print(f"delivered:    {st['acked']} events, last acknowledged seq {st['last_acked_seq']}, next seq {st['next_seq']}")
+    print(
+        f"backlog:      {st['backlog']} events, {st['backlog_bytes'] / 1024:.0f} KiB, oldest {_age(age)} old"
+    )
+    print(
+        f"delivered:    {st['acked']} events, last acknowledged seq {st['last_acked_seq']}, next seq {st['next_seq']}"
+    )
     drops = ", ".join(f"{v} {k}" for k, v in st["drops"].items()) or "none"
     print(f"dropped:      {drops} (quota overflow)")
     print(f"dead letters: {st['dead_letter']} (refused by the broker too often)")
@@ -94,15 +102,22 @@ def cmd_status(a: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     r = sub.add_parser("run", help="run the gateway daemon")
     r.add_argument("--config", help="gateway.toml (default: built-in defaults, a simulated store)")
-    r.add_argument("--source", action="append", help="source URI (repeatable), e.g. sim:layout.toml?shoppers=20, replay:trace.jsonl")
+    r.add_argument(
+        "--source",
+        action="append",
+        help="source URI (repeatable), e.g. sim:layout.toml?shoppers=20, replay:trace.jsonl",
+    )
     r.add_argument("--layout", help="store layout TOML")
     r.add_argument("--calibration", help="calibration JSON")
     r.add_argument("--broker", help="mqtt://host:port or mqtts://host:port")
     r.add_argument("--data-dir", help="directory of the outbox database")
     r.add_argument("--store", help="store id")
     r.add_argument("--gateway", help="gateway id")
-    r.add_argument("--exit-when-drained", action="store_true",
-                   help="exit 0 once the sources are exhausted and every event is acknowledged")
+    r.add_argument(
+        "--exit-when-drained",
+        action="store_true",
+        help="exit 0 once the sources are exhausted and every event is acknowledged",
+    )
     r.set_defaults(func=cmd_run)
 
     s = sub.add_parser("status", help="what the gateway is doing: connection, backlog, drops")

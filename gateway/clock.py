@@ -39,7 +39,7 @@ def _kernel_ntp_synced() -> bool:
         import ctypes.util
 
         class Timex(ctypes.Structure):
-            _fields_ = [("modes", ctypes.c_uint), ("pad", ctypes.c_long * 25)]  # noqa: RUF012
+            _fields_ = [("modes", ctypes.c_uint), ("pad", ctypes.c_long * 25)]
 
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         tx = Timex()
@@ -52,7 +52,9 @@ def _kernel_ntp_synced() -> bool:
 class FakeClock(Clock):
     """A clock tests drive: monotonic time advances by hand, the wall clock can jump."""
 
-    def __init__(self, mono: float = 1000.0, wall_offset: float = 1767261600.0, synced: bool = True) -> None:
+    def __init__(
+        self, mono: float = 1000.0, wall_offset: float = 1767261600.0, synced: bool = True
+    ) -> None:
         self._mono = mono
         self.wall_offset = wall_offset
         self.is_synced = synced

@@ -32,7 +32,15 @@ from . import __version__
 from .clock import Clock
 from .config import Config
 from .events import EVENT_SCHEMA, Identity, dwell_event_body
-from .mqtt_link import Connected, Disconnected, LinkEvent, LinkSettings, MqttLink, Published, parse_broker
+from .mqtt_link import (
+    Connected,
+    Disconnected,
+    LinkEvent,
+    LinkSettings,
+    MqttLink,
+    Published,
+    parse_broker,
+)
 from .outbox import Outbox, Row
 from .pipeline import build_identity, build_tracker, registered_tags
 
@@ -108,6 +116,7 @@ class Gateway:
         self._pending: list[dict[str, Any]] = []
         self._wake = asyncio.Event()
         self._publish_wake = asyncio.Event()
+        self._bg: set[asyncio.Task[Any]] = set()
         self._stop = asyncio.Event()
         self._sources_done = asyncio.Event()
         self.link: MqttLink | None = None
@@ -119,19 +128,29 @@ class Gateway:
 
     def _link_settings(self) -> LinkSettings:
         m = self.cfg.values["mqtt"]
-        host, port, tls = parse_broker(m["broker"], m["allow_plaintext"], f"{self.cfg.path}: mqtt.broker")
+        host, port, tls = parse_broker(
+            m["broker"], m["allow_plaintext"], f"{self.cfg.path}: mqtt.broker"
+        )
         password = m["password"]
         pf = self.cfg.resolve(m["password_file"])
         if pf is not None:
             password = Path(pf).read_text(encoding="utf-8").strip()
         return LinkSettings(
-            host=host, port=port, tls=tls,
+            host=host,
+            port=port,
+            tls=tls,
             client_id=m["client_id"] or f"shelfgate-{self.ident.store}-{self.ident.gateway}",
-            protocol=m["protocol"], username=m["username"], password=password,
-            ca_file=self.cfg.resolve(m["ca_file"]), cert_file=self.cfg.resolve(m["cert_file"]),
-            key_file=self.cfg.resolve(m["key_file"]), keepalive_s=m["keepalive_s"],
-            connect_delay_max_s=m["connect_delay_max_s"], backoff_base_s=m["backoff_base_s"],
-            backoff_cap_s=m["backoff_cap_s"], max_inflight=m["max_inflight"],
+            protocol=m["protocol"],
+            username=m["username"],
+            password=password,
+            ca_file=self.cfg.resolve(m["ca_file"]),
+            cert_file=self.cfg.resolve(m["cert_file"]),
+            key_file=self.cfg.resolve(m["key_file"]),
+            keepalive_s=m["keepalive_s"],
+            connect_delay_max_s=m["connect_delay_max_s"],
+            backoff_base_s=m["backoff_base_s"],
+            backoff_cap_s=m["backoff_cap_s"],
+            max_inflight=m["max_inflight"],
         )
 
     def _make_sources(self) -> list[Source]:
@@ -155,13 +174,20 @@ class Gateway:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self._stop.set)
         o = self.cfg.values["outbox"]
-        self.outbox = await self.db(Outbox, self.db_path, int(o["quota_mb"] * 1024 * 1024), self.clock)
+        self.outbox = await self.db(
+            Outbox, self.db_path, int(o["quota_mb"] * 1024 * 1024), self.clock
+        )
         self._stats = await self.db(self.outbox.stats)
         if self._stats["alerts"]:
             for a in self._stats["alerts"]:
                 log.error("alert: %s", a)
         sources = self._make_sources()
-        self.link = MqttLink(self._link_settings(), loop, self._on_link_event, will=(self.topics.status, self._status_payload(False)))
+        self.link = MqttLink(
+            self._link_settings(),
+            loop,
+            self._on_link_event,
+            will=(self.topics.status, self._status_payload(False)),
+        )
         self.link.start()
         tasks = [
             asyncio.create_task(self._intake(sources), name="intake"),
@@ -190,18 +216,22 @@ class Gateway:
         deadline = time.monotonic() + SHUTDOWN_FLUSH_S
         while self.sync.inflight and self.sync.connected and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        for t in tasks[1:]:
+        for t in [*tasks[1:], *self._bg]:
             t.cancel()
-        for t in tasks[1:]:
+        for t in [*tasks[1:], *self._bg]:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         if self.link is not None:
             if self.link.connected:
-                self.link.publish(self.topics.status, self._status_payload(False), qos=1, retain=True)
+                self.link.publish(
+                    self.topics.status, self._status_payload(False), qos=1, retain=True
+                )
                 await asyncio.sleep(0.1)
             await asyncio.get_running_loop().run_in_executor(None, self.link.stop)
         if self.outbox is not None:
-            await self.db(self.outbox.set_meta, {"mqtt_state": "stopped", "mqtt_since": self.clock.wall()})
+            await self.db(
+                self.outbox.set_meta, {"mqtt_state": "stopped", "mqtt_since": self.clock.wall()}
+            )
             await self.db(self.outbox.close)
         self._db.shutdown(wait=True)
         log.info("stopped")
@@ -290,6 +320,12 @@ class Gateway:
         self._kick()
 
     # ------------------------------------------------------------------ publishing
+    def _spawn(self, coro: Any) -> None:
+        """Background work started from a callback: kept referenced, awaited at shutdown."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._bg.add(task)
+        task.add_done_callback(self._bg.discard)
+
     def _kick(self) -> None:
         self._publish_wake.set()
 
@@ -301,15 +337,15 @@ class Gateway:
             self.sync.window = max(1, min(m["max_inflight"], ev.receive_maximum))
             limit = ev.maximum_packet_size or MAX_MESSAGE_BYTES
             self.sync.max_bytes = max(1024, min(MAX_MESSAGE_BYTES, limit - 512))
-            asyncio.ensure_future(self._publish_status(True))
+            self._spawn(self._publish_status(True))
         elif isinstance(ev, Disconnected):
             self.sync.connected = False
-            asyncio.ensure_future(self._note_state("disconnected"))
+            self._spawn(self._note_state("disconnected"))
         elif isinstance(ev, Published):
             fl = self.sync.inflight.pop(ev.mid, None)
             if fl is None:
                 return  # status messages, or a resend's second ack
-            asyncio.ensure_future(self._settle(fl.seqs, ev))
+            self._spawn(self._settle(fl.seqs, ev))
         self._kick()
 
     async def _settle(self, seqs: list[int], ev: Published) -> None:
@@ -318,9 +354,15 @@ class Gateway:
             await self.db(self.outbox.ack, seqs)
         else:
             self.sync.refused += 1
-            moved = await self.db(self.outbox.refused, seqs, ev.reason, self.cfg.values["outbox"]["max_attempts"])
-            log.error("broker refused %d events (%s)%s", len(seqs), ev.reason,
-                      f"; {moved} moved to the dead-letter table" if moved else "")
+            moved = await self.db(
+                self.outbox.refused, seqs, ev.reason, self.cfg.values["outbox"]["max_attempts"]
+            )
+            log.error(
+                "broker refused %d events (%s)%s",
+                len(seqs),
+                ev.reason,
+                f"; {moved} moved to the dead-letter table" if moved else "",
+            )
             await asyncio.sleep(min(30.0, 2.0 ** min(self.sync.refused, 5)))
         self._kick()
 
@@ -333,10 +375,18 @@ class Gateway:
                 newest = self.sync.newest_next
                 self.sync.newest_next = not newest
                 rows: list[Row] = await self.db(
-                    self.outbox.claim, self.cfg.values["mqtt"]["max_batch"], self.sync.max_bytes, newest
+                    self.outbox.claim,
+                    self.cfg.values["mqtt"]["max_batch"],
+                    self.sync.max_bytes,
+                    newest,
                 )
                 if not rows:
-                    rows = await self.db(self.outbox.claim, self.cfg.values["mqtt"]["max_batch"], self.sync.max_bytes, not newest)
+                    rows = await self.db(
+                        self.outbox.claim,
+                        self.cfg.values["mqtt"]["max_batch"],
+                        self.sync.max_bytes,
+                        not newest,
+                    )
                 if not rows:
                     break
                 payload = self._batch_payload(rows)
@@ -353,23 +403,36 @@ class Gateway:
 
     def _batch_payload(self, rows: list[Row]) -> bytes:
         head = orjson.dumps(
-            {"schema": EVENT_SCHEMA, "store": self.ident.store, "gateway": self.ident.gateway,
-             "sent": round(self.clock.wall(), 3)}
+            {
+                "schema": EVENT_SCHEMA,
+                "store": self.ident.store,
+                "gateway": self.ident.gateway,
+                "sent": round(self.clock.wall(), 3),
+            }
         )
         return head[:-1] + b',"events":[' + b",".join(r.body for r in rows) + b"]}"
 
     # ------------------------------------------------------------------ status
     def _status_payload(self, online: bool) -> bytes:
         st = self._stats
-        return orjson.dumps({
-            "schema": EVENT_SCHEMA, "store": self.ident.store, "gateway": self.ident.gateway,
-            "online": online, "version": __version__, "time": round(self.clock.wall(), 3),
-            "clock_synced": self.clock.synced(),
-            "backlog": st.get("backlog", 0), "oldest_age_s": st.get("oldest_age_s"),
-            "last_acked_seq": st.get("last_acked_seq", 0), "drops": st.get("drops", {}),
-            "dead_letter": st.get("dead_letter", 0), "alerts": st.get("alerts", []),
-            "active_tags": self.tracker.active_tags,
-        })
+        return orjson.dumps(
+            {
+                "schema": EVENT_SCHEMA,
+                "store": self.ident.store,
+                "gateway": self.ident.gateway,
+                "online": online,
+                "version": __version__,
+                "time": round(self.clock.wall(), 3),
+                "clock_synced": self.clock.synced(),
+                "backlog": st.get("backlog", 0),
+                "oldest_age_s": st.get("oldest_age_s"),
+                "last_acked_seq": st.get("last_acked_seq", 0),
+                "drops": st.get("drops", {}),
+                "dead_letter": st.get("dead_letter", 0),
+                "alerts": st.get("alerts", []),
+                "active_tags": self.tracker.active_tags,
+            }
+        )
 
     async def _publish_status(self, online: bool) -> None:
         assert self.outbox is not None and self.link is not None
@@ -381,10 +444,17 @@ class Gateway:
     async def _note_state(self, state: str) -> None:
         if self.outbox is None:
             return
-        await self.db(self.outbox.set_meta, {
-            "mqtt_state": state, "mqtt_since": self.clock.wall(), "broker": self.cfg.values["mqtt"]["broker"],
-            "pid": __import__("os").getpid(), "version": __version__, "active_tags": self.tracker.active_tags,
-        })
+        await self.db(
+            self.outbox.set_meta,
+            {
+                "mqtt_state": state,
+                "mqtt_since": self.clock.wall(),
+                "broker": self.cfg.values["mqtt"]["broker"],
+                "pid": __import__("os").getpid(),
+                "version": __version__,
+                "active_tags": self.tracker.active_tags,
+            },
+        )
 
     async def _status_loop(self) -> None:
         while True:
@@ -392,7 +462,13 @@ class Gateway:
             await self._publish_status(True)
 
 
-def run_gateway(cfg: Config, layout: Layout, model: RadioModel | None, sources: list[str],
-                exit_when_drained: bool = False, clock: Clock | None = None) -> int:
+def run_gateway(
+    cfg: Config,
+    layout: Layout,
+    model: RadioModel | None,
+    sources: list[str],
+    exit_when_drained: bool = False,
+    clock: Clock | None = None,
+) -> int:
     gw = Gateway(cfg, layout, model, sources, clock, exit_when_drained)
     return asyncio.run(gw.run())

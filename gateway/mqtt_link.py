@@ -13,6 +13,7 @@ thread). `publish()` is paho's own thread-safe call.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import ssl
@@ -23,6 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -54,7 +56,9 @@ class LinkSettings:
     max_inflight: int = 20
 
 
-def parse_broker(uri: str, allow_plaintext: bool, source: str = "mqtt.broker") -> tuple[str, int, bool]:
+def parse_broker(
+    uri: str, allow_plaintext: bool, source: str = "mqtt.broker"
+) -> tuple[str, int, bool]:
     """mqtt://host:port or mqtts://host:port -> (host, port, tls). Plaintext only to loopback
     unless allowed explicitly: no silent plaintext to a real network."""
     parts = urlsplit(uri)
@@ -65,7 +69,8 @@ def parse_broker(uri: str, allow_plaintext: bool, source: str = "mqtt.broker") -
     host = parts.hostname
     if not tls and not allow_plaintext and not host.startswith(LOOPBACK):
         raise InputError(
-            source, uri,
+            source,
+            uri,
             "plaintext MQTT to a non-loopback host; use mqtts:// or set mqtt.allow_plaintext = true",
         )
     return host, port, tls
@@ -117,7 +122,7 @@ class MqttLink:
         self.attempts = 0
         v5 = s.protocol == "5"
         self.client = mqtt.Client(
-            callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+            callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=s.client_id,
             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
             clean_session=None if v5 else False,
@@ -130,8 +135,11 @@ class MqttLink:
         if s.tls:
             # verification on: CA from config or the system store; client cert for mutual TLS
             self.client.tls_set(
-                ca_certs=s.ca_file, certfile=s.cert_file, keyfile=s.key_file,
-                cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT,
+                ca_certs=s.ca_file,
+                certfile=s.cert_file,
+                keyfile=s.key_file,
+                cert_reqs=ssl.CERT_REQUIRED,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
             )
         if will is not None:
             self.client.will_set(will[0], will[1], qos=1, retain=True)
@@ -150,7 +158,7 @@ class MqttLink:
         try:
             if self.connected:
                 self.client.disconnect()
-        except Exception:  # noqa: BLE001 - best effort at shutdown
+        except Exception:
             log.debug("disconnect failed", exc_info=True)
         if self._thread is not None:
             self._thread.join(timeout)
@@ -164,10 +172,15 @@ class MqttLink:
             try:
                 props = None
                 if self.s.protocol == "5":
-                    props = Properties(PacketTypes.CONNECT)
+                    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
                     props.SessionExpiryInterval = self.s.session_expiry_s
-                    self.client.connect(self.s.host, self.s.port, self.s.keepalive_s, clean_start=False,
-                                        properties=props)
+                    self.client.connect(
+                        self.s.host,
+                        self.s.port,
+                        self.s.keepalive_s,
+                        clean_start=False,
+                        properties=props,
+                    )
                 else:
                     self.client.connect(self.s.host, self.s.port, self.s.keepalive_s)
             except (OSError, ssl.SSLError) as e:
@@ -190,16 +203,18 @@ class MqttLink:
             delay = max(60.0, self._backoff()) if self._auth_refused else self._backoff()
 
     def _backoff(self) -> float:
-        return full_jitter(min(self.attempts, 20), self.s.backoff_base_s, self.s.backoff_cap_s, self._rng)
+        return full_jitter(
+            min(self.attempts, 20), self.s.backoff_base_s, self.s.backoff_cap_s, self._rng
+        )
 
     def _emit(self, ev: LinkEvent) -> None:
-        try:
+        with contextlib.suppress(RuntimeError):  # the loop closed during shutdown
             self._loop.call_soon_threadsafe(self._on_event, ev)
-        except RuntimeError:  # loop closed during shutdown
-            pass
 
     # ------------------------------------------------------------- paho callbacks (network thread)
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any
+    ) -> None:
         try:
             if rc.is_failure:
                 self._auth_refused = rc.value in AUTH_FAILURES
@@ -214,26 +229,34 @@ class MqttLink:
                 mp = getattr(props, "MaximumPacketSize", None)
                 max_packet = int(mp) if mp else None
             self.connected = True
-            log.info("MQTT connected to %s:%d (receive maximum %d)", self.s.host, self.s.port, recv_max)
-            self._emit(Connected(recv_max, max_packet, bool(getattr(flags, "session_present", False))))
-        except Exception:  # noqa: BLE001 - never let a callback kill paho's thread
+            log.info(
+                "MQTT connected to %s:%d (receive maximum %d)", self.s.host, self.s.port, recv_max
+            )
+            self._emit(
+                Connected(recv_max, max_packet, bool(getattr(flags, "session_present", False)))
+            )
+        except Exception:
             log.exception("on_connect failed")
 
-    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any
+    ) -> None:
         try:
             if self.connected:
                 self.connected = False
                 log.warning("MQTT disconnected: %s", rc)
                 self._emit(Disconnected(str(rc)))
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("on_disconnect failed")
 
-    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, rc: Any, props: Any) -> None:
+    def _on_publish(
+        self, client: mqtt.Client, userdata: Any, mid: int, rc: Any, props: Any
+    ) -> None:
         try:
             # paho also calls this for a failed v5 PUBACK (e.g. 0x87 not authorized)
             failed = bool(getattr(rc, "is_failure", False))
             self._emit(Published(mid, not failed, str(rc)))
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("on_publish failed")
 
     # ------------------------------------------------------------- asyncio side

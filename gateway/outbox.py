@@ -37,18 +37,28 @@ DROP_ORDER = ("dwell_threshold", "dwell")
 
 
 def _m1(db: sqlite_utils.Database) -> None:
-    db["events"].create(
-        {"seq": int, "event_id": str, "type": str, "created": float, "size": int, "attempts": int, "body": str},
+    db.table("events").create(
+        {
+            "seq": int,
+            "event_id": str,
+            "type": str,
+            "created": float,
+            "size": int,
+            "attempts": int,
+            "body": str,
+        },
         pk="seq",
     )
-    db["events"].create_index(["event_id"], unique=True)
-    db["events"].create_index(["type", "seq"])
-    db["dead_letter"].create(
+    db.table("events").create_index(["event_id"], unique=True)
+    db.table("events").create_index(["type", "seq"])
+    db.table("dead_letter").create(
         {"seq": int, "event_id": str, "reason": str, "moved": float, "body": str}, pk="seq"
     )
-    db["counters"].create({"name": str, "value": int}, pk="name")
-    db["meta"].create({"key": str, "value": str}, pk="key")
-    db.execute("INSERT INTO counters(name, value) VALUES ('next_seq', 1), ('bytes', 0), ('last_acked_seq', 0)")
+    db.table("counters").create({"name": str, "value": int}, pk="name")
+    db.table("meta").create({"key": str, "value": str}, pk="key")
+    db.execute(
+        "INSERT INTO counters(name, value) VALUES ('next_seq', 1), ('bytes', 0), ('last_acked_seq', 0)"
+    )
 
 
 MIGRATIONS = [_m1]
@@ -63,7 +73,9 @@ class Row:
 
 
 class Outbox:
-    def __init__(self, path: str | Path, quota_bytes: int = 512 * 1024 * 1024, clock: Clock | None = None) -> None:
+    def __init__(
+        self, path: str | Path, quota_bytes: int = 512 * 1024 * 1024, clock: Clock | None = None
+    ) -> None:
         self.path = Path(path)
         self._pending_alert: str | None = None
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -106,9 +118,16 @@ class Outbox:
             p = Path(str(self.path) + suffix)
             if p.exists():
                 p.rename(Path(str(aside) + suffix))
-        log.error("outbox %s is corrupt (%s): moved aside to %s, started a fresh one", self.path, reason, aside)
+        log.error(
+            "outbox %s is corrupt (%s): moved aside to %s, started a fresh one",
+            self.path,
+            reason,
+            aside,
+        )
         conn = self._connect()
-        self._pending_alert = f"db_reset: {self.path.name} was corrupt ({reason}); moved to {aside.name}"
+        self._pending_alert = (
+            f"db_reset: {self.path.name} was corrupt ({reason}); moved to {aside.name}"
+        )
         return conn
 
     def _migrate(self) -> None:
@@ -231,7 +250,9 @@ class Outbox:
 
         while self._retry and len(out) < max_events:
             seq = self._retry[0]
-            r = self.conn.execute("SELECT seq, event_id, type, body FROM events WHERE seq = ?", (seq,)).fetchone()
+            r = self.conn.execute(
+                "SELECT seq, event_id, type, body FROM events WHERE seq = ?", (seq,)
+            ).fetchone()
             if r is not None and not take(*r):
                 break
             self._retry.pop(0)
@@ -259,14 +280,17 @@ class Outbox:
         with self.db.atomic():
             freed = 0
             for seq in seqs:
-                r = self.conn.execute("DELETE FROM events WHERE seq = ? RETURNING size", (seq,)).fetchone()
+                r = self.conn.execute(
+                    "DELETE FROM events WHERE seq = ? RETURNING size", (seq,)
+                ).fetchone()
                 if r:
                     freed += r[0]
             self._bump("bytes", -freed)
             self._bump("acked", len(seqs))
             if seqs:
                 self.conn.execute(
-                    "UPDATE counters SET value = max(value, ?) WHERE name = 'last_acked_seq'", (max(seqs),)
+                    "UPDATE counters SET value = max(value, ?) WHERE name = 'last_acked_seq'",
+                    (max(seqs),),
                 )
         self._inflight.difference_update(seqs)
 
@@ -283,7 +307,9 @@ class Outbox:
         with self.db.atomic():
             for seq in seqs:
                 self.conn.execute("UPDATE events SET attempts = attempts + 1 WHERE seq = ?", (seq,))
-                r = self.conn.execute("SELECT attempts, event_id, body, size FROM events WHERE seq = ?", (seq,)).fetchone()
+                r = self.conn.execute(
+                    "SELECT attempts, event_id, body, size FROM events WHERE seq = ?", (seq,)
+                ).fetchone()
                 if r and r[0] >= max_attempts:
                     self.conn.execute(
                         "INSERT OR REPLACE INTO dead_letter(seq, event_id, reason, moved, body) VALUES (?, ?, ?, ?, ?)",
@@ -299,7 +325,9 @@ class Outbox:
         return moved
 
     def _exists(self, seq: int) -> bool:
-        return self.conn.execute("SELECT 1 FROM events WHERE seq = ?", (seq,)).fetchone() is not None
+        return (
+            self.conn.execute("SELECT 1 FROM events WHERE seq = ?", (seq,)).fetchone() is not None
+        )
 
     @property
     def inflight(self) -> int:
@@ -318,7 +346,11 @@ class Outbox:
             "next_seq": counters.get("next_seq", 1),
             "acked": counters.get("acked", 0),
             "dead_letter": dead,
-            "drops": {k[len("dropped_"):]: v for k, v in counters.items() if k.startswith("dropped_") and v},
+            "drops": {
+                k[len("dropped_") :]: v
+                for k, v in counters.items()
+                if k.startswith("dropped_") and v
+            },
             "db_resets": counters.get("db_resets", 0),
             "alerts": self._persisted_alerts(),
         }
@@ -350,7 +382,9 @@ def read_status(path: str | Path) -> dict[str, Any]:
         "next_seq": counters.get("next_seq", 1),
         "acked": counters.get("acked", 0),
         "dead_letter": dead,
-        "drops": {k[len("dropped_"):]: v for k, v in counters.items() if k.startswith("dropped_") and v},
+        "drops": {
+            k[len("dropped_") :]: v for k, v in counters.items() if k.startswith("dropped_") and v
+        },
         "alerts": [v for k, v in meta.items() if k.startswith("alert_")],
         "state": state,
     }

@@ -24,7 +24,9 @@ def free_port() -> int:
 
 
 class Broker:
-    def __init__(self, workdir: Path, extra: str = "", persistence: bool = False, port: int | None = None) -> None:
+    def __init__(
+        self, workdir: Path, extra: str = "", persistence: bool = False, port: int | None = None
+    ) -> None:
         self.dir = workdir
         self.port = port or free_port()
         self.extra = extra
@@ -34,11 +36,21 @@ class Broker:
     def conf(self) -> Path:
         # when started as root mosquitto drops to user "mosquitto", who cannot write the test's
         # persistence folder: stay the user we are
-        lines = [f"listener {self.port} 127.0.0.1", "allow_anonymous true", "max_inflight_messages 100",
-                 f"user {__import__('getpass').getuser()}",
-                 "log_dest stderr", "log_type error", "log_type warning"]
+        lines = [
+            f"listener {self.port} 127.0.0.1",
+            "allow_anonymous true",
+            "max_inflight_messages 100",
+            f"user {__import__('getpass').getuser()}",
+            "log_dest stderr",
+            "log_type error",
+            "log_type warning",
+        ]
         if self.persistence:
-            lines += ["persistence true", f"persistence_location {self.dir}/", "autosave_interval 1"]
+            lines += [
+                "persistence true",
+                f"persistence_location {self.dir}/",
+                "autosave_interval 1",
+            ]
         lines.append(self.extra)
         p = self.dir / "mosquitto.conf"
         p.write_text("\n".join(lines) + "\n")
@@ -51,9 +63,11 @@ class Broker:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
                     return self
-            except OSError:
+            except OSError as e:
                 if self.proc.poll() is not None:
-                    raise RuntimeError(f"mosquitto died: {self.proc.stderr.read().decode() if self.proc.stderr else ''}")
+                    raise RuntimeError(
+                        f"mosquitto died: {self.proc.stderr.read().decode() if self.proc.stderr else ''}"
+                    ) from e
                 time.sleep(0.05)
         raise RuntimeError("mosquitto did not start")
 
@@ -75,14 +89,19 @@ class Broker:
 class Consumer:
     """Subscribes QoS 1 with a persistent session; records every events message and status."""
 
-    def __init__(self, port: int, topic: str = "shelfgate/#", client_id: str = "backend-test") -> None:
+    def __init__(
+        self, port: int, topic: str = "shelfgate/#", client_id: str = "backend-test"
+    ) -> None:
         self.port = port
         self.events: list[dict[str, Any]] = []
         self.messages: list[dict[str, Any]] = []
         self.status: list[dict[str, Any]] = []
         self.lock = threading.Lock()
-        self.c = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
-                             protocol=mqtt.MQTTv5)
+        self.c = mqtt.Client(
+            callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=mqtt.MQTTv5,
+        )
         self.c.on_message = self._on_message
         self.c.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
         props = Properties(PacketTypes.CONNECT)

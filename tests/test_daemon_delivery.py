@@ -35,7 +35,7 @@ def write_config(d: Path, broker: str, extra: str = "", min_dwell: float = 20.0)
     cfg.write_text(f"""
 [gateway]
 id = "gw-test"
-data_dir = "{d / 'data'}"
+data_dir = "{d / "data"}"
 [privacy]
 secret = "test-secret-0123456789"
 [pipeline]
@@ -59,9 +59,21 @@ def prefill(d: Path, n: int, kind: str = "dwell") -> list[str]:
     for i in range(n):
         eid = str(uuid.UUID(int=i + 1, version=4))
         ids.append(eid)
-        batch.append({"schema": 1, "event_id": eid, "type": kind, "store": "hb-neumuenster", "gateway": "gw-test",
-                      "tag": "p:" + "ab" * 16, "zone": "fasteners", "start": 1767261600.0 + i,
-                      "end": 1767261700.0 + i, "duration_s": 100.0, "clock_synced": True})
+        batch.append(
+            {
+                "schema": 1,
+                "event_id": eid,
+                "type": kind,
+                "store": "hb-neumuenster",
+                "gateway": "gw-test",
+                "tag": "p:" + "ab" * 16,
+                "zone": "fasteners",
+                "start": 1767261600.0 + i,
+                "end": 1767261700.0 + i,
+                "duration_s": 100.0,
+                "clock_synced": True,
+            }
+        )
         if len(batch) == 5000:
             ob.append(batch)
             batch = []
@@ -71,8 +83,13 @@ def prefill(d: Path, n: int, kind: str = "dwell") -> list[str]:
 
 
 def start_daemon(cfg: Path, *args: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(shelfgate("run", "--config", str(cfg), *args), cwd=ROOT, env=env(),
-                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    return subprocess.Popen(
+        shelfgate("run", "--config", str(cfg), *args),
+        cwd=ROOT,
+        env=env(),
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+    )
 
 
 @pytest.fixture
@@ -85,9 +102,24 @@ def empty_trace(tmp_path: Path) -> Path:
 @pytest.fixture(scope="module")
 def small_trace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("trace")
-    subprocess.run(shelfgate("simulate", "--layout", str(ROOT / "config" / "layout.toml"), "--shoppers", "10",
-                             "--duration", "600", "--seed", "5", "--trace", str(d / "t.jsonl")),
-                   cwd=ROOT, check=True, capture_output=True)
+    subprocess.run(
+        shelfgate(
+            "simulate",
+            "--layout",
+            str(ROOT / "config" / "layout.toml"),
+            "--shoppers",
+            "10",
+            "--duration",
+            "600",
+            "--seed",
+            "5",
+            "--trace",
+            str(d / "t.jsonl"),
+        ),
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
     return d / "t.jsonl"
 
 
@@ -102,12 +134,20 @@ def test_replay_through_broker_valid_schema(tmp_path: Path, small_trace: Path) -
         produced = st["next_seq"] - 1
         assert produced >= 10 and st["backlog"] == 0 and st["acked"] == produced
         assert consumer.wait_for(produced, 10)
-        ev_v, msg_v, st_v = validator("event.schema.json"), validator("events-message.schema.json"), validator("status.schema.json")
+        ev_v, msg_v, st_v = (
+            validator("event.schema.json"),
+            validator("events-message.schema.json"),
+            validator("status.schema.json"),
+        )
         for m in consumer.messages:
             msg_v.validate(m)
         for e in consumer.events:
             ev_v.validate(e)
-            assert e["tag"].startswith("p:") and e["store"] == "hb-neumuenster" and e["gateway"] == "gw-test"
+            assert (
+                e["tag"].startswith("p:")
+                and e["store"] == "hb-neumuenster"
+                and e["gateway"] == "gw-test"
+            )
         assert sorted({e["seq"] for e in consumer.events}) == list(range(1, produced + 1))
         assert consumer.status
         for s in consumer.status:
@@ -150,7 +190,9 @@ def test_broker_killed_mid_stream(tmp_path: Path, empty_trace: Path) -> None:
             proc.kill()
 
 
-def test_broker_restart_with_persistence_consumer_gets_everything(tmp_path: Path, empty_trace: Path) -> None:
+def test_broker_restart_with_persistence_consumer_gets_everything(
+    tmp_path: Path, empty_trace: Path
+) -> None:
     ids = prefill(tmp_path, 20000)
     broker = Broker(tmp_path, persistence=True).start()
     consumer = Consumer(broker.port, client_id="backend-persistent").start()
@@ -164,7 +206,9 @@ def test_broker_restart_with_persistence_consumer_gets_everything(tmp_path: Path
         time.sleep(1.5)
         broker.start()
         assert wait_exit(proc, 90) == 0
-        assert consumer.wait_for(len(ids), 30), f"consumer has {len(consumer.event_ids())} of {len(ids)}"
+        assert consumer.wait_for(len(ids), 30), (
+            f"consumer has {len(consumer.event_ids())} of {len(ids)}"
+        )
         assert consumer.event_ids() >= set(ids)
         dupes = len(consumer.events) - len(consumer.event_ids())
         assert dupes <= 20 * 100  # at most the in-flight window (20 messages x 100 events)

@@ -1,0 +1,230 @@
+"""The gateway killed at random, TLS with client certificates, clock jumps, bad config."""
+
+from __future__ import annotations
+
+import random
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from gateway.clock import FakeClock
+from gateway.config import config_from_dict
+from gateway.daemon import Gateway
+from gateway.layoutfile import load_layout
+from gateway.mqtt_link import full_jitter
+from gateway.outbox import read_status
+from positioning.types import DwellEvent
+
+from .conftest import ROOT, shelfgate
+from .mqtt_helpers import Broker, Consumer, env, wait_exit
+from .test_daemon_delivery import start_daemon, write_config
+
+
+def test_gateway_kill9_loop_every_committed_event_delivered(tmp_path: Path) -> None:
+    broker = Broker(tmp_path).start()
+    consumer = Consumer(broker.port).start()
+    cfg = write_config(tmp_path, broker.url, min_dwell=3.0)
+    db = tmp_path / "data" / "outbox.db"
+    rng = random.Random(3)
+    try:
+        for cycle in range(30):
+            proc = start_daemon(
+                cfg, "--source", f"sim:config/layout.toml?shoppers=40&speed=80&seed={cycle}"
+            )
+            time.sleep(rng.uniform(1.0, 2.5))
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            with sqlite3.connect(db) as c:
+                assert c.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        produced = read_status(db)["next_seq"] - 1
+        assert produced > 30
+        empty = tmp_path / "empty.jsonl"
+        empty.write_text("")
+        proc = start_daemon(cfg, "--source", f"replay:{empty}", "--exit-when-drained")
+        assert wait_exit(proc, 60) == 0
+        deadline = time.time() + 10
+        while time.time() < deadline and len({e["seq"] for e in consumer.events}) < produced:
+            time.sleep(0.1)
+        assert {e["seq"] for e in consumer.events} >= set(range(1, produced + 1))
+    finally:
+        consumer.stop()
+        broker.stop()
+
+
+def make_certs(d: Path) -> dict[str, Path]:
+    def ossl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
+
+    ossl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=test-ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    )
+    (d / "san.cnf").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    for name, cn in (("server", "localhost"), ("client", "gw-test")):
+        ossl(
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            f"/CN={cn}",
+            "-keyout",
+            f"{name}.key",
+            "-out",
+            f"{name}.csr",
+        )
+        ossl(
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            f"{name}.crt",
+            "-extfile",
+            "san.cnf",
+        )
+    return {k: d / k for k in ("ca.pem", "server.crt", "server.key", "client.crt", "client.key")}
+
+
+def test_mutual_tls(tmp_path: Path) -> None:
+    certs = make_certs(tmp_path)
+    tls_port = Broker(tmp_path).port
+    plain = Broker(tmp_path)
+    extra = (
+        f"listener {tls_port} 127.0.0.1\ncafile {certs['ca.pem']}\ncertfile {certs['server.crt']}\n"
+        f"keyfile {certs['server.key']}\nrequire_certificate true\n"
+    )
+    broker = Broker(tmp_path, extra=extra, port=plain.port).start()
+    consumer = Consumer(broker.port).start()  # plaintext loopback listener for the test's consumer
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    from .test_daemon_delivery import prefill
+
+    ids = prefill(tmp_path, 200)
+    try:
+        good = write_config(tmp_path, f"mqtts://localhost:{tls_port}")
+        text = good.read_text().replace(
+            "[mqtt]\n",
+            f'[mqtt]\nca_file = "{certs["ca.pem"]}"\ncert_file = "{certs["client.crt"]}"\nkey_file = "{certs["client.key"]}"\n',
+        )
+        good.write_text(text)
+        proc = start_daemon(good, "--source", f"replay:{empty}", "--exit-when-drained")
+        assert wait_exit(proc, 60) == 0
+        assert consumer.wait_for(len(ids), 10)
+
+        # without a client certificate the broker refuses: nothing is delivered, nothing lost
+        ids2 = prefill(tmp_path, 10)
+        nocert = tmp_path / "nocert.toml"
+        nocert.write_text(
+            good.read_text()
+            .replace(f'cert_file = "{certs["client.crt"]}"\n', "")
+            .replace(f'key_file = "{certs["client.key"]}"\n', "")
+        )
+        proc = start_daemon(nocert, "--source", f"replay:{empty}")
+        time.sleep(3)
+        proc.send_signal(signal.SIGTERM)
+        assert wait_exit(proc, 15) == 0
+        st = read_status(tmp_path / "data" / "outbox.db")
+        assert st["backlog"] == len(ids2)
+        # and a server the CA does not vouch for is not trusted (verification is on)
+        other = tmp_path / "other"
+        other.mkdir()
+        other_certs = make_certs(other)
+        wrongca = tmp_path / "wrongca.toml"
+        wrongca.write_text(
+            good.read_text().replace(str(certs["ca.pem"]), str(other_certs["ca.pem"]))
+        )
+        proc = start_daemon(wrongca, "--source", f"replay:{empty}")
+        time.sleep(3)
+        proc.send_signal(signal.SIGTERM)
+        assert wait_exit(proc, 15) == 0
+        assert read_status(tmp_path / "data" / "outbox.db")["backlog"] == len(ids2)
+    finally:
+        consumer.stop()
+        broker.stop()
+
+
+def test_clock_jump_changes_no_dwell_duration(tmp_path: Path) -> None:
+    """The wall clock starts an hour behind and is corrected ("NTP sync") during a dwell."""
+    cfg = config_from_dict(
+        {"gateway": {"data_dir": str(tmp_path)}, "privacy": {"secret": "s" * 20}}, "<test>"
+    )
+    layout = load_layout(ROOT / "config" / "layout.toml")
+    clock = FakeClock(mono=5000.0, wall_offset=1767261600.0 - 3600.0, synced=False)
+    gw = Gateway(cfg, layout, None, [], clock)
+    gw.tracker.events.append(
+        DwellEvent("dwell_threshold", "ibeacon:x:1:2", "paint", 5000.0, 5060.0)
+    )
+    gw._collect(live=True)
+    clock.advance(200.0)
+    clock.wall_offset += 3600.0  # NTP steps the clock
+    clock.is_synced = True
+    gw.tracker.events.append(DwellEvent("dwell", "ibeacon:x:1:2", "paint", 5000.0, 5200.0))
+    gw._collect(live=True)
+    first, second = gw._pending
+    assert first["duration_s"] == 60.0 and second["duration_s"] == 200.0
+    assert first["clock_synced"] is False and second["clock_synced"] is True
+    assert second["start"] == pytest.approx(5000.0 + 1767261600.0)  # corrected wall time
+
+
+def test_backoff_is_full_jitter_and_capped() -> None:
+    rng = random.Random(1)
+    for attempt in (0, 3, 10, 40):
+        xs = [full_jitter(attempt, 1.0, 300.0, rng) for _ in range(4000)]
+        cap = min(300.0, 2.0**attempt)
+        assert max(xs) <= cap and min(xs) >= 0.0
+        mean = sum(xs) / len(xs)
+        assert abs(mean - cap / 2) < cap * 0.05  # uniform over [0, cap]: no lock-step
+        assert sum(x < cap / 4 for x in xs) / len(xs) == pytest.approx(0.25, abs=0.04)
+
+
+@pytest.mark.parametrize(
+    ("body", "expect"),
+    [
+        ("[mqtt]\nbrokr = 'x'\n", "mqtt.brokr: unknown key"),
+        ("[pipeline]\nmin_dwell_s = 'long'\n", "pipeline.min_dwell_s: expected"),
+        (
+            "[mqtt]\ncert_file = '/nope/gw.crt'\nkey_file = '/nope/gw.key'\n",
+            "mqtt.cert_file: file /nope/gw.crt does not exist",
+        ),
+        ("[mqtt]\nbroker = 'mqtt://10.1.2.3:1883'\n", "plaintext MQTT to a non-loopback host"),
+        ("[privacy]\nsecret = 'short'\n", "privacy.secret: expected at least 16"),
+        ("[gateway\n", "not valid TOML"),
+    ],
+)
+def test_bad_config_gives_one_clear_line(tmp_path: Path, body: str, expect: str) -> None:
+    cfg = tmp_path / "gateway.toml"
+    cfg.write_text(body)
+    res = subprocess.run(
+        shelfgate("run", "--config", str(cfg)),
+        cwd=ROOT,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert res.returncode == 2
+    assert expect in res.stderr and str(cfg) in res.stderr
+    assert "Traceback" not in res.stderr and res.stderr.strip().count("\n") == 0
