@@ -14,7 +14,11 @@ apt_install() {  # apt_install CMD PACKAGE...: install PACKAGEs unless CMD is al
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >/dev/null
 }
 
-make_venv() {  # make_venv EXTRAS: create the venv and install shelfgate into it
+make_venv() {  # make_venv EXTRAS: create the venv and install shelfgate into it (once per change)
+  local stamp="$VENV/.installed${1//[^a-z]/-}"
   [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT$1"
+  if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT$1"
+    touch "$stamp"
+  fi
 }
