@@ -14,7 +14,6 @@ import os
 import subprocess
 import sys
 import tempfile
-
 import time
 import uuid
 from pathlib import Path
@@ -25,7 +24,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from gateway.outbox import Outbox, read_status
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.mqtt_helpers import Broker  # noqa: E402
+from tests.mqtt_helpers import Broker
 
 
 def prefill(db: Path, n: int) -> float:
@@ -33,10 +32,21 @@ def prefill(db: Path, n: int) -> float:
     t0 = time.perf_counter()
     batch = []
     for i in range(n):
-        batch.append({"schema": 1, "event_id": str(uuid.UUID(int=i + 1, version=4)), "type": "dwell",
-                      "store": "bench", "gateway": "gw-bench", "tag": "p:" + "ab" * 16, "zone": "backlog",
-                      "start": 1767261600.0 + i, "end": 1767261700.0 + i, "duration_s": 100.0,
-                      "clock_synced": True})
+        batch.append(
+            {
+                "schema": 1,
+                "event_id": str(uuid.UUID(int=i + 1, version=4)),
+                "type": "dwell",
+                "store": "bench",
+                "gateway": "gw-bench",
+                "tag": "p:" + "ab" * 16,
+                "zone": "backlog",
+                "start": 1767261600.0 + i,
+                "end": 1767261700.0 + i,
+                "duration_s": 100.0,
+                "clock_synced": True,
+            }
+        )
         if len(batch) == 500:  # the daemon's group commit size
             ob.append(batch)
             batch = []
@@ -52,7 +62,7 @@ def config(d: Path, broker: str, min_dwell: float = 2.0) -> Path:
     p.write_text(f"""[gateway]
 id = "gw-bench"
 store = "bench"
-data_dir = "{d / 'data'}"
+data_dir = "{d / "data"}"
 [privacy]
 secret = "bench-secret-0123456789"
 [pipeline]
@@ -84,8 +94,10 @@ def main() -> None:
         db = d / "data" / "outbox.db"
         dt = prefill(db, a.events)
         size = db.stat().st_size / 1e6
-        print(f"outbox insert: {a.events:,} events in {dt:.1f} s = {a.events / dt:,.0f} events/s "
-              f"(group commits of 500, synchronous=FULL), database {size:.0f} MB")
+        print(
+            f"outbox insert: {a.events:,} events in {dt:.1f} s = {a.events / dt:,.0f} events/s "
+            f"(group commits of 500, synchronous=FULL), database {size:.0f} MB"
+        )
 
         broker = Broker(d).start()
         live_seen: list[float] = []
@@ -106,9 +118,20 @@ def main() -> None:
         sub.loop_start()
         cfg = config(d, broker.url)
         t0 = time.perf_counter()
-        proc = subprocess.Popen([py, "-m", "gateway.cli", "run", "--config", str(cfg), "--source",
-                                 "sim:config/layout.toml?shoppers=40&speed=30&seed=2"],
-                                stderr=subprocess.DEVNULL, env={**os.environ, "SHELFGATE_CLOCK_SYNCED": "1"})
+        proc = subprocess.Popen(
+            [
+                py,
+                "-m",
+                "gateway.cli",
+                "run",
+                "--config",
+                str(cfg),
+                "--source",
+                "sim:config/layout.toml?shoppers=40&speed=30&seed=2",
+            ],
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, "SHELFGATE_CLOCK_SYNCED": "1"},
+        )
         peak = 0
         drained_at = None
         while time.perf_counter() - t0 < 600:
@@ -126,16 +149,29 @@ def main() -> None:
         if drained_at is None:
             print("drain: did not finish in 600 s")
         else:
-            print(f"drain: {a.events:,} backlog events acknowledged in {drained_at:.1f} s "
-                  f"({a.events / drained_at:,.0f} events/s), peak RSS {peak / 1024:.0f} MB; "
-                  f"{live_during} live events delivered during the drain (not starved)")
+            print(
+                f"drain: {a.events:,} backlog events acknowledged in {drained_at:.1f} s "
+                f"({a.events / drained_at:,.0f} events/s), peak RSS {peak / 1024:.0f} MB; "
+                f"{live_during} live events delivered during the drain (not starved)"
+            )
 
         # memory with the broker down for the whole run
         cfg2 = config(d, "mqtt://127.0.0.1:9", min_dwell=2.0)
         (d / "data" / "outbox.db").unlink()
-        proc = subprocess.Popen([py, "-m", "gateway.cli", "run", "--config", str(cfg2), "--source",
-                                 "sim:config/layout.toml?shoppers=40&speed=30&seed=4"],
-                                stderr=subprocess.DEVNULL, env={**os.environ, "SHELFGATE_CLOCK_SYNCED": "1"})
+        proc = subprocess.Popen(
+            [
+                py,
+                "-m",
+                "gateway.cli",
+                "run",
+                "--config",
+                str(cfg2),
+                "--source",
+                "sim:config/layout.toml?shoppers=40&speed=30&seed=4",
+            ],
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, "SHELFGATE_CLOCK_SYNCED": "1"},
+        )
         samples = []
         t1 = time.perf_counter()
         while time.perf_counter() - t1 < a.down_s:
@@ -145,10 +181,11 @@ def main() -> None:
         proc.wait(30)
         st = read_status(db)
         half = len(samples) // 2
-        print(f"broker down {a.down_s:.0f} s: RSS {min(samples) / 1024:.0f}-{max(samples) / 1024:.0f} MB "
-              f"(first half max {max(samples[:half]) / 1024:.0f} MB, second half max "
-              f"{max(samples[half:]) / 1024:.0f} MB) while the backlog grew to {st['backlog']} events")
-
+        print(
+            f"broker down {a.down_s:.0f} s: RSS {min(samples) / 1024:.0f}-{max(samples) / 1024:.0f} MB "
+            f"(first half max {max(samples[:half]) / 1024:.0f} MB, second half max "
+            f"{max(samples[half:]) / 1024:.0f} MB) while the backlog grew to {st['backlog']} events"
+        )
 
 
 if __name__ == "__main__":

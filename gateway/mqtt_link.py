@@ -165,8 +165,12 @@ class MqttLink:
 
     def _run(self) -> None:
         delay = self._rng.uniform(0.0, self.s.connect_delay_max_s)
-        log.info("connecting to %s:%d in %.1f s (a random delay after start spreads a fleet's reconnects)",
-                 self.s.host, self.s.port, delay)
+        log.info(
+            "connecting to %s:%d in %.1f s (a random delay after start spreads a fleet's reconnects)",
+            self.s.host,
+            self.s.port,
+            delay,
+        )
         while not self._stop.is_set():
             if delay > 0 and self._stop.wait(delay):
                 break
