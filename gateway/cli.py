@@ -146,11 +146,18 @@ def cmd_replay(a: argparse.Namespace) -> int:
         layout, cfg, model, a.min_dwell, record_segments=a.timeline is not None, method=a.classifier
     )
     ident = build_identity(cfg, layout, raw_ids=a.raw_ids)
+    matcher = None
+    if a.offers:
+        from positioning.offers import OfferMatcher
+
+        from .offerfile import load_catalogue
+
+        matcher = OfferMatcher(load_catalogue(a.offers), layout.timezone)
     t0 = time.perf_counter()
     with open(_open_out(a.events), "wb") as ev:
         tl = open(_open_out(a.timeline), "wb") if a.timeline else None  # noqa: SIM115
         try:
-            s = replay_trace(a.trace, tracker, ident, ev, tl, registered_tags(cfg))
+            s = replay_trace(a.trace, tracker, ident, ev, tl, registered_tags(cfg), matcher)
         finally:
             if tl is not None:
                 tl.close()
@@ -333,6 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--timeline")
     r.add_argument("--min-dwell", type=float, default=None)
     r.add_argument("--raw-ids", action="store_true", help="keep raw tag ids (for evaluation)")
+    r.add_argument("--offers", help="an offer catalogue (JSON): writes offer_triggered events too")
     r.add_argument(
         "--classifier",
         choices=["model", "nearest"],

@@ -24,6 +24,7 @@ import orjson
 from drivers.base import Sighting, Source, parse_source_uri
 from positioning.errors import InputError
 from positioning.layout import Layout
+from positioning.offers import Catalogue, CatalogueError, OfferMatcher, parse_catalogue
 from positioning.pathloss import RadioModel
 from positioning.tracker import ZoneTracker
 from positioning.types import DwellEvent
@@ -31,12 +32,13 @@ from positioning.types import DwellEvent
 from . import __version__
 from .clock import Clock
 from .config import Config
-from .events import EVENT_SCHEMA, Identity, dwell_event_body
+from .events import EVENT_SCHEMA, Identity, dwell_event_body, offer_event_body
 from .mqtt_link import (
     Connected,
     Disconnected,
     LinkEvent,
     LinkSettings,
+    Message,
     MqttLink,
     Published,
     parse_broker,
@@ -51,6 +53,7 @@ STATUS_EVERY_S = 30.0
 TICK_S = 1.0
 MAX_MESSAGE_BYTES = 64 * 1024
 SHUTDOWN_FLUSH_S = 5.0
+HISTORY_S = 8 * 86400.0  # offer triggers older than any frequency period are forgotten
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +73,10 @@ class Topics:
     @property
     def status(self) -> str:
         return f"{self.base}/status"
+
+    @property
+    def offers(self) -> str:
+        return f"{self.prefix}/{self.store}/offers"
 
 
 @dataclass(slots=True)
@@ -114,6 +121,9 @@ class Gateway:
         self.outbox: Outbox | None = None
         self.sync = SyncState(window=m["max_inflight"])
         self._pending: list[dict[str, Any]] = []
+        self._pending_triggers: list[tuple[str, str, float]] = []
+        self.matcher: OfferMatcher | None = None
+        self.offers_state: dict[str, Any] = {"version": None, "rejected": None}
         self._wake = asyncio.Event()
         self._publish_wake = asyncio.Event()
         self._bg: set[asyncio.Task[Any]] = set()
@@ -255,7 +265,14 @@ class Gateway:
         live = True
         try:
             while running:
-                item = await queue.get()
+                try:
+                    item = await asyncio.wait_for(queue.get(), TICK_S)
+                except TimeoutError:
+                    if live:  # a silent radio: time still passes (lost tags, dwell exits)
+                        now = self.clock.mono()
+                        self.tracker.tick(now)
+                        self._collect(True, now)
+                    continue
                 if item is None:
                     running -= 1
                     continue
@@ -266,10 +283,7 @@ class Gateway:
                 if last_t >= next_tick:
                     next_tick = last_t + TICK_S
                     self.tracker.tick(last_t)
-                    self._collect(live)
-                if live and self.clock.mono() >= next_tick:
-                    self.tracker.tick(self.clock.mono())
-                    self._collect(live)
+                    self._collect(live, last_t)
             for p in pumps:
                 if p.done() and p.exception() is not None:
                     raise p.exception()  # type: ignore[misc]
@@ -288,17 +302,25 @@ class Gateway:
         self.tracker.finish(self.clock.mono())
         self._collect(True)
 
-    def _collect(self, live: bool) -> None:
-        """Turn the tracker's events into wire events (wall time at the edge)."""
-        if not self.tracker.events:
-            return
+    def _collect(self, live: bool, now: float | None = None) -> None:
+        """Turn the tracker's events (and offer triggers due by `now`) into wire events, with
+        wall time applied at the edge."""
         synced = self.clock.synced() if live else True
+        off = self.clock.wall() - self.clock.mono() if live else 0.0
         for ev in self.tracker.events:
             if live:
-                off = self.clock.wall() - self.clock.mono()
                 ev = DwellEvent(ev.kind, ev.tag, ev.zone, ev.start + off, ev.end + off)
             self._pending.append(dwell_event_body(self.ident, ev, synced))
         self.tracker.events.clear()
+        if self.matcher is not None and now is not None:
+            self.matcher.sync_stays(self.tracker.dwell.ongoing())
+            for trig in self.matcher.tick(now, synced, off):
+                self._pending.append(
+                    offer_event_body(self.ident, trig, trig.stay_start + off, trig.at + off, synced)
+                )
+                self._pending_triggers.append(
+                    (self.ident.pseudonym(trig.tag), trig.offer.id, trig.at + off)
+                )
         if len(self._pending) >= self.cfg.values["outbox"]["commit_max_events"]:
             self._wake.set()
 
@@ -314,7 +336,8 @@ class Gateway:
         if not self._pending or self.outbox is None:
             return
         batch, self._pending = self._pending, []
-        seqs = await self.db(self.outbox.append, batch)
+        triggers, self._pending_triggers = self._pending_triggers, []
+        seqs = await self.db(self.outbox.append, batch, triggers)
         if seqs:
             log.debug("committed seq %d..%d", seqs[0], seqs[-1])
         self._kick()
@@ -341,6 +364,9 @@ class Gateway:
         elif isinstance(ev, Disconnected):
             self.sync.connected = False
             self._spawn(self._note_state("disconnected"))
+        elif isinstance(ev, Message):
+            if ev.topic == self.topics.offers:
+                self._spawn(self._on_catalogue(ev.payload))
         elif isinstance(ev, Published):
             fl = self.sync.inflight.pop(ev.mid, None)
             if fl is None:
@@ -411,6 +437,74 @@ class Gateway:
             }
         )
         return head[:-1] + b',"events":[' + b",".join(r.body for r in rows) + b"]}"
+
+    # ------------------------------------------------------------------ offers
+    def _activate(
+        self, cat: Catalogue, history: list[tuple[str, str, float]] | None = None
+    ) -> None:
+        if self.matcher is None:
+            self.matcher = OfferMatcher(
+                cat, self.layout.timezone, history or (), self.ident.pseudonym
+            )
+        else:
+            self.matcher = self.matcher.replace_catalogue(cat)
+        self.offers_state["version"] = cat.version
+
+    async def _load_cached_catalogue(self) -> None:
+        assert self.outbox is not None
+        cached = await self.db(self.outbox.load_catalogue)
+        if cached is None:
+            return
+        try:
+            cat = parse_catalogue(orjson.loads(cached[1]))
+        except (CatalogueError, orjson.JSONDecodeError) as e:
+            log.error("the cached offer catalogue is unusable (%s); waiting for a new one", e)
+            return
+        history = await self.db(self.outbox.trigger_history, self.clock.wall() - HISTORY_S)
+        self._activate(cat, history)
+        log.info(
+            "offer catalogue version %d from the local cache: %d offers",
+            cat.version,
+            len(cat.offers),
+        )
+
+    async def _on_catalogue(self, payload: bytes) -> None:
+        """A catalogue pushed on .../offers: validated, newer versions only, the last good kept."""
+        assert self.outbox is not None
+        version: Any = None
+        try:
+            obj = orjson.loads(payload)
+            version = obj.get("version") if isinstance(obj, dict) else None
+            cat = parse_catalogue(obj)
+        except (orjson.JSONDecodeError, CatalogueError) as e:
+            reason = f"not JSON: {e}" if isinstance(e, orjson.JSONDecodeError) else str(e)
+            log.error(
+                "offer catalogue version %s rejected: %s (keeping version %s)",
+                version,
+                reason,
+                self.offers_state["version"],
+            )
+            self.offers_state["rejected"] = {
+                "version": version,
+                "reason": reason,
+                "time": round(self.clock.wall(), 3),
+            }
+            await self._publish_status(True)
+            return
+        current = self.offers_state["version"]
+        if current is not None and cat.version <= current:
+            log.info(
+                "offer catalogue version %d ignored: version %d is active", cat.version, current
+            )
+            return
+        await self.db(self.outbox.save_catalogue, cat.version, payload)
+        if self.matcher is None:
+            history = await self.db(self.outbox.trigger_history, self.clock.wall() - HISTORY_S)
+            self._activate(cat, history)
+        else:
+            self._activate(cat)
+        log.info("offer catalogue version %d active: %d offers", cat.version, len(cat.offers))
+        await self._publish_status(True)
 
     # ------------------------------------------------------------------ status
     def _status_payload(self, online: bool) -> bytes:

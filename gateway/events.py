@@ -8,6 +8,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from positioning.offers import Trigger
 from positioning.types import DwellEvent
 
 EVENT_SCHEMA = 1
@@ -48,4 +49,26 @@ def dwell_event_body(ident: Identity, ev: DwellEvent, clock_synced: bool) -> dic
         "end": round(ev.end, 3),
         "duration_s": round(ev.end - ev.start, 3),
         "clock_synced": clock_synced,
+    }
+
+
+def offer_event_body(
+    ident: Identity, trig: Trigger, start: float, at: float, clock_synced: bool
+) -> dict[str, Any]:
+    """`offer_triggered`: the stay (start) reached the offer's minimum at `at` (wall times)."""
+    return {
+        "schema": EVENT_SCHEMA,
+        "event_id": ident.event_id("offer_triggered", trig.tag, trig.zone, start, trig.offer.id),
+        "type": "offer_triggered",
+        "store": ident.store,
+        "gateway": ident.gateway,
+        "tag": ident.pseudonym(trig.tag),
+        "zone": trig.zone,
+        "start": round(start, 3),
+        "end": round(at, 3),
+        "duration_s": round(at - start, 3),
+        "clock_synced": clock_synced,
+        "offer_id": trig.offer.id,
+        "catalogue_version": trig.catalogue_version,
+        "payload_ref": f"{trig.catalogue_version}/{trig.offer.id}",
     }

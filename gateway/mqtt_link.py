@@ -100,7 +100,14 @@ class Published:
     reason: str
 
 
-LinkEvent = Connected | Disconnected | Published
+@dataclass(frozen=True, slots=True)
+class Message:
+    topic: str
+    payload: bytes
+    retained: bool
+
+
+LinkEvent = Connected | Disconnected | Published | Message
 
 
 class MqttLink:
@@ -111,8 +118,10 @@ class MqttLink:
         on_event: Callable[[LinkEvent], None],
         will: tuple[str, bytes] | None = None,
         rng: random.Random | None = None,
+        subscriptions: tuple[str, ...] = (),
     ) -> None:
         self.s = s
+        self.subscriptions = subscriptions
         self._loop = loop
         self._on_event = on_event
         self._rng = rng or random.Random()
@@ -146,6 +155,7 @@ class MqttLink:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
+        self.client.on_message = self._on_message
         self._auth_refused = False
 
     # ------------------------------------------------------------- thread
@@ -235,6 +245,8 @@ class MqttLink:
                 mp = getattr(props, "MaximumPacketSize", None)
                 max_packet = int(mp) if mp else None
             self.connected = True
+            for topic in self.subscriptions:
+                client.subscribe(topic, qos=1)
             log.info(
                 "MQTT connected to %s:%d (receive maximum %d)", self.s.host, self.s.port, recv_max
             )
@@ -264,6 +276,12 @@ class MqttLink:
             self._emit(Published(mid, not failed, str(rc)))
         except Exception:
             log.exception("on_publish failed")
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        try:
+            self._emit(Message(msg.topic, bytes(msg.payload), bool(msg.retain)))
+        except Exception:
+            log.exception("on_message failed")
 
     # ------------------------------------------------------------- asyncio side
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> int | None:

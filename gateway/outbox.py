@@ -61,7 +61,18 @@ def _m1(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS = [_m1]
+def _m2(db: sqlite_utils.Database) -> None:
+    # offers: the active catalogue (survives restarts, works with no broker) and the triggers
+    # that frequency caps count (keyed by the tag's pseudonym: no raw id on disk)
+    db.table("catalogue").create(
+        {"id": int, "version": int, "body": str, "received": float}, pk="id"
+    )
+    db.table("offer_triggers").create({"tag": str, "offer_id": str, "t": float})
+    db.table("offer_triggers").create_index(["tag", "offer_id"])
+    db.table("offer_triggers").create_index(["t"])
+
+
+MIGRATIONS = [_m1, _m2]
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,9 +189,13 @@ class Outbox:
             )
 
     # ------------------------------------------------------------------ writing
-    def append(self, bodies: Iterable[dict[str, Any]]) -> list[int]:
+    def append(
+        self, bodies: Iterable[dict[str, Any]], triggers: Iterable[tuple[str, str, float]] = ()
+    ) -> list[int]:
         """Commit events in one transaction; returns the seqs given (duplicates by event_id are
-        ignored). The seq is written into each stored body."""
+        ignored). The seq is written into each stored body. `triggers` (tag key, offer id, wall
+        time) are the offer triggers these events carry: committed with them, so a frequency
+        cap holds across a crash exactly as far as its event does."""
         now = self._wall()
         seqs: list[int] = []
         added = 0
@@ -199,6 +214,9 @@ class Outbox:
                     added += len(blob)
                     seq += 1
             self.conn.execute("UPDATE counters SET value = ? WHERE name = 'next_seq'", (seq,))
+            self.conn.executemany(
+                "INSERT INTO offer_triggers(tag, offer_id, t) VALUES (?, ?, ?)", list(triggers)
+            )
             self._bump("bytes", added)
             self._enforce_quota()
         return seqs
@@ -231,6 +249,24 @@ class Outbox:
                 log.warning("outbox over its quota: dropped %d %s events", len(drop), kind)
         if over > 0:
             self._bump("dropped_other", 0)
+
+    # ------------------------------------------------------------------ offers
+    def save_catalogue(self, version: int, body: bytes) -> None:
+        with self.db.atomic():
+            self.conn.execute(
+                "INSERT OR REPLACE INTO catalogue(id, version, body, received) VALUES (1, ?, ?, ?)",
+                (version, body.decode(), self._wall()),
+            )
+
+    def load_catalogue(self) -> tuple[int, bytes] | None:
+        r = self.conn.execute("SELECT version, body FROM catalogue WHERE id = 1").fetchone()
+        return (int(r[0]), r[1].encode()) if r else None
+
+    def trigger_history(self, since: float) -> list[tuple[str, str, float]]:
+        with self.db.atomic():
+            self.conn.execute("DELETE FROM offer_triggers WHERE t < ?", (since,))
+        rows = self.conn.execute("SELECT tag, offer_id, t FROM offer_triggers ORDER BY t")
+        return [(str(a), str(b), float(c)) for a, b, c in rows]
 
     # ------------------------------------------------------------------ publishing side
     def claim(self, max_events: int, max_bytes: int, newest: bool = False) -> list[Row]:

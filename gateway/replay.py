@@ -8,10 +8,11 @@ from typing import IO, Any
 import orjson
 
 from drivers.replay import TraceStats, read_sightings
+from positioning.offers import OfferMatcher
 from positioning.tracker import ZoneTracker
 from positioning.types import DwellEvent
 
-from .events import Identity, dwell_event_body
+from .events import Identity, dwell_event_body, offer_event_body
 
 TICK_S = 1.0
 
@@ -31,6 +32,7 @@ def replay_trace(
     events_out: IO[bytes],
     timeline_out: IO[bytes] | None = None,
     registered: dict[str, str] | None = None,
+    matcher: OfferMatcher | None = None,
 ) -> ReplaySummary:
     stats = TraceStats()
     seq = 0
@@ -39,6 +41,18 @@ def replay_trace(
     next_tick = float("-inf")
     pending = tracker.events
     last_t = 0.0
+
+    def offers(t: float) -> None:
+        nonlocal seq
+        if matcher is None:
+            return
+        matcher.sync_stays(tracker.dwell.ongoing())
+        trigs = matcher.tick(t)
+        for tr in trigs:
+            seq += 1
+            body = offer_event_body(ident, tr, tr.stay_start, tr.at, clock_synced=True)
+            body["seq"] = seq
+            events_out.write(orjson.dumps(body) + b"\n")
 
     def flush() -> None:
         nonlocal seq, dwells
@@ -62,6 +76,7 @@ def replay_trace(
             next_tick = t + TICK_S
             tracker.tick(t)
             flush()
+            offers(t)
         last_t = t
     tracker.tick(last_t)
     tracker.finish(last_t)

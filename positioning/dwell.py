@@ -11,6 +11,7 @@ ends at the moment the tag left. Events:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from .types import DwellEvent, TagId, ZoneId
@@ -88,6 +89,11 @@ class DwellDetector:
         for tag in list(self._stays):
             out.extend(self.close(tag, t))
         return out
+
+    def ongoing(self) -> Iterator[tuple[TagId, ZoneId, float, bool]]:
+        """(tag, zone, start, away) of every open stay; `away` while on a short excursion."""
+        for tag, stay in self._stays.items():
+            yield tag, stay.zone, stay.start, stay.away_since is not None
 
     def next_deadline(self) -> float | None:
         """The earliest time at which tick() could emit something."""
