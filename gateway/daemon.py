@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -191,12 +192,14 @@ class Gateway:
         if self._stats["alerts"]:
             for a in self._stats["alerts"]:
                 log.error("alert: %s", a)
+        await self._load_cached_catalogue()
         sources = self._make_sources()
         self.link = MqttLink(
             self._link_settings(),
             loop,
             self._on_link_event,
             will=(self.topics.status, self._status_payload(False)),
+            subscriptions=(self.topics.offers,),
         )
         self.link.start()
         tasks = [
@@ -525,6 +528,7 @@ class Gateway:
                 "dead_letter": st.get("dead_letter", 0),
                 "alerts": st.get("alerts", []),
                 "active_tags": self.tracker.active_tags,
+                "offers": self.offers_state,
             }
         )
 
@@ -544,7 +548,7 @@ class Gateway:
                 "mqtt_state": state,
                 "mqtt_since": self.clock.wall(),
                 "broker": self.cfg.values["mqtt"]["broker"],
-                "pid": __import__("os").getpid(),
+                "pid": os.getpid(),
                 "version": __version__,
                 "active_tags": self.tracker.active_tags,
             },

@@ -166,3 +166,71 @@ def test_user_mistakes_are_one_line(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert res.returncode == 2 and "receivers[0].x" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_offer_triggers_on_simulated_shoppers(store: Path, tmp_path: Path) -> None:
+    """Triggers come within a few seconds of true stay start + min_dwell_s; short stays get none."""
+    from gateway.layoutfile import load_layout
+
+    layout = load_layout(ROOT / "config" / "layout.toml")
+    min_dwell = 60.0
+    cat = {
+        "version": 1,
+        "offers": [
+            {
+                "id": "any",
+                "zones": [z.id for z in layout.zones],
+                "min_dwell_s": min_dwell,
+                "period": "stay",
+                "max_per_tag": 5,
+            }
+        ],
+    }
+    (tmp_path / "offers.json").write_text(json.dumps(cat))
+    run(
+        "replay",
+        f"{store}/trace.jsonl",
+        "--layout",
+        str(ROOT / "config" / "layout.toml"),
+        "--calibration",
+        f"{store}/cal.json",
+        "--events",
+        f"{tmp_path}/ev.jsonl",
+        "--raw-ids",
+        "--offers",
+        f"{tmp_path}/offers.json",
+    )
+    events = [json.loads(x) for x in (tmp_path / "ev.jsonl").read_text().splitlines()]
+    trig = [e for e in events if e["type"] == "offer_triggered"]
+    truth = [json.loads(x) for x in (store / "truth.jsonl").read_text().splitlines()]
+    long_stays = [s for s in truth if s["zone"] and s["end"] - s["start"] >= min_dwell + 10]
+    short_stays = [s for s in truth if s["zone"] and s["end"] - s["start"] < min_dwell - 10]
+    assert len(trig) >= 0.85 * len(long_stays)
+    errors = []
+    for s in long_stays:
+        expect = s["start"] + min_dwell
+        near = [
+            abs(e["end"] - expect)
+            for e in trig
+            if e["tag"] == s["tag"]
+            and e["zone"] == s["zone"]
+            and s["start"] - 15 <= e["start"] <= s["end"]
+        ]
+        if near:
+            errors.append(min(near))
+    errors.sort()
+    assert errors[len(errors) // 2] <= 3.0  # median within 3 s
+    assert errors[int(0.8 * len(errors))] <= 6.0
+    for s in short_stays:  # nobody gets an offer for a glance
+        assert not [
+            e
+            for e in trig
+            if e["tag"] == s["tag"]
+            and e["zone"] == s["zone"]
+            and s["start"] - 5 <= e["start"] <= s["end"]
+            and e["end"] <= s["end"] + 5
+        ]
+    for e in trig:
+        assert {"offer_id", "catalogue_version", "payload_ref"} <= set(e) and e[
+            "duration_s"
+        ] == min_dwell
