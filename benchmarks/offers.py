@@ -50,7 +50,7 @@ def main() -> None:
     t0 = time.perf_counter()
     for s in range(seconds):
         now = start + s
-        for t, (z, st, length) in list(stays.items()):
+        for t, (_z, st, length) in list(stays.items()):
             if now - st > length:
                 stays[t] = (rng.choice(zones), now, rng.uniform(30, 600))
         m.sync_stays((t, z, st, False) for t, (z, st, _) in stays.items())
