@@ -65,12 +65,12 @@ def cmd_simulate(a: argparse.Namespace) -> int:
         rng = np.random.default_rng(a.seed + 1000)
         stands: list[tuple[float, float, str | None]] = []
         for z in layout.zones:
-            # two marked spots per zone, a quarter of its length from each end
+            # three marked spots per zone: the middle and a quarter of its length from each end
             cx, cy = z.centroid
             pts = np.asarray(z.polygon, dtype=float)
             ext = pts.max(axis=0) - pts.min(axis=0)
             along = np.array([ext[0] / 4, 0.0]) if ext[0] >= ext[1] else np.array([0.0, ext[1] / 4])
-            for sign in (-1.0, 1.0):
+            for sign in (-1.0, 0.0, 1.0):
                 x, y = float(cx + sign * along[0]), float(cy + sign * along[1])
                 stands.append((x, y, z.id) if z.contains(x, y) else (cx, cy, z.id))
         stands += aisle_spots(layout, max(4, len(layout.zones)), rng)
@@ -383,7 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _extra_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Commands that live in their own modules (daemon, status, scan)."""
-    for modname in ("gateway.cli_daemon",):
+    for modname in ("gateway.cli_daemon", "gateway.check"):
         try:
             mod = __import__(modname, fromlist=["register"])
         except ImportError:

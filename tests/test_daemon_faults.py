@@ -228,3 +228,34 @@ def test_bad_config_gives_one_clear_line(tmp_path: Path, body: str, expect: str)
     assert res.returncode == 2
     assert expect in res.stderr and str(cfg) in res.stderr
     assert "Traceback" not in res.stderr and res.stderr.strip().count("\n") == 0
+
+
+def test_check_explains_in_plain_words(tmp_path: Path) -> None:
+    broker = Broker(tmp_path).start()
+    try:
+        cfg = write_config(tmp_path, broker.url)
+        res = subprocess.run(
+            shelfgate("check", "--config", str(cfg)),
+            cwd=ROOT,
+            env=env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert res.returncode == 0, res.stdout
+        assert "connected and accepted" in res.stdout and "all good" in res.stdout
+    finally:
+        broker.stop()
+    # broker gone, replay file missing: named, exit 1
+    res = subprocess.run(
+        shelfgate("check", "--config", str(cfg), "--source", "replay:/nope.jsonl"),
+        cwd=ROOT,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 1
+    assert "FAIL  source replay:/nope.jsonl: the trace file does not exist" in res.stdout
+    assert f"cannot reach 127.0.0.1:{broker.port}" in res.stdout
+    assert "Traceback" not in res.stdout + res.stderr
