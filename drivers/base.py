@@ -30,7 +30,7 @@ class SourceUri:
     params: dict[str, str]
 
 
-KINDS = ("sim", "replay")
+KINDS = ("sim", "replay", "serial")
 
 
 def parse_source_uri(uri: str, where: str = "--source") -> SourceUri:
@@ -41,6 +41,6 @@ def parse_source_uri(uri: str, where: str = "--source") -> SourceUri:
             uri,
             f"expected a source URI of kind {', '.join(KINDS)} (e.g. sim:layout.toml?shoppers=20)",
         )
-    path, _, query = rest.partition("?")
+    path, _, query = rest.rpartition("?") if "?" in rest else (rest, "", "")
     params = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
     return SourceUri(kind, path, params)

@@ -24,6 +24,7 @@ import orjson
 
 from drivers.base import Sighting, Source, parse_source_uri
 from positioning.errors import InputError
+from positioning.frames import tag_id
 from positioning.layout import Layout
 from positioning.offers import Catalogue, CatalogueError, OfferMatcher, parse_catalogue
 from positioning.pathloss import RadioModel
@@ -164,6 +165,10 @@ class Gateway:
             max_inflight=m["max_inflight"],
         )
 
+    def _tag_of(self, adv: Any) -> str | None:
+        """A radio's advertisement -> tag id: its beacon frame, else a registered address."""
+        return tag_id(adv.mfg, adv.svc) or self.registered.get(adv.addr.upper())
+
     def _make_sources(self) -> list[Source]:
         from drivers.live import ReplaySource, SimSource
 
@@ -172,6 +177,10 @@ class Gateway:
             su = parse_source_uri(uri)
             if su.kind == "sim":
                 out.append(SimSource(self.layout, su, self.clock.mono))
+            elif su.kind == "serial":
+                from drivers.serial_source import SerialSource
+
+                out.append(SerialSource(su, self.tracker.rx_index, self.clock.mono, self._tag_of))
             elif su.kind == "replay":
                 if not Path(su.path).exists():
                     raise InputError(uri, "", "trace file not found")

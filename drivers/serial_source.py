@@ -1,0 +1,222 @@
+"""Serial receivers (pyserial): BLED112 (BGAPI), u-blox NINA (AT), DWM1001 (UWB positions).
+
+URI: `serial:/dev/serial/by-id/usb-...?protocol=bgapi&rx=rx03[&baud=115200][&firmware=3]`
+(also pyserial URLs: `serial:socket://host:port?...`, `serial:loop://?...`). Prefer the stable
+/dev/serial/by-id/ path: USB re-plugs renumber /dev/ttyACM*.
+
+One reader thread per port does the blocking IO and hands decoded batches to the event loop with
+`call_soon_threadsafe`, nothing else. A port that vanishes (unplugged, reset) is reopened with
+full-jitter backoff (0.5 s up to 30 s); the device is configured again each time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from positioning.errors import InputError
+
+from .base import SourceUri
+from .protocols import (
+    BGAPI_DISCOVER_OBSERVE,
+    BGAPI_END_PROCEDURE,
+    BGAPI_FILTERING_DUPLICATES_OFF,
+    BGAPI_SCAN_PARAMS,
+    BgapiDecoder,
+    DwmDecoder,
+    NinaDecoder,
+    RawAdvert,
+    UwbFix,
+)
+
+log = logging.getLogger(__name__)
+
+PROTOCOLS = ("bgapi", "nina", "dwm1001")
+NINA_SCAN = b"AT+UBTD=4,1,30000\r"  # all adverts, active, 30 s (at most 40 s): re-issued on OK
+
+
+class SerialReader:
+    """Owns the port: open, configure, read, decode, reopen. Runs on its own thread."""
+
+    def __init__(self, uri: SourceUri, deliver: Callable[[list[Any]], None]) -> None:
+        p = uri.params
+        proto = p.get("protocol", "")
+        if proto not in PROTOCOLS:
+            raise InputError(
+                f"serial:{uri.path}", "protocol", f"expected protocol={'|'.join(PROTOCOLS)}"
+            )
+        if not uri.path:
+            raise InputError(
+                "serial:", "path", "expected a port, e.g. serial:/dev/serial/by-id/usb-..."
+            )
+        self.port = uri.path
+        self.protocol = proto
+        self.baud = int(p.get("baud", "115200"))
+        self.firmware = int(p.get("firmware", "2"))
+        self._deliver = deliver
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.opens = 0
+        self.rng = random.Random()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"serial {self.port}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(3)
+
+    def _decoder(self) -> BgapiDecoder | NinaDecoder | DwmDecoder:
+        if self.protocol == "bgapi":
+            return BgapiDecoder()
+        if self.protocol == "nina":
+            return NinaDecoder(self.firmware)
+        return DwmDecoder()
+
+    def _configure(self, ser: Any) -> None:
+        if self.protocol == "bgapi":
+            for cmd in (
+                BGAPI_END_PROCEDURE,
+                BGAPI_SCAN_PARAMS,
+                BGAPI_FILTERING_DUPLICATES_OFF,
+                BGAPI_DISCOVER_OBSERVE,
+            ):
+                ser.write(cmd)
+        elif self.protocol == "nina":
+            ser.write(b"AT+UBTLE=1\r")
+            ser.write(NINA_SCAN)
+        else:
+            ser.write(b"\r\r")  # enter the PANS shell
+            time.sleep(0.2)
+            ser.write(b"lec\r")
+
+    def _run(self) -> None:
+        import serial
+
+        attempt = 0
+        while not self._stop.is_set():
+            try:
+                ser = serial.serial_for_url(
+                    self.port, baudrate=self.baud, timeout=0.2, rtscts=self.protocol == "nina"
+                )
+            except (serial.SerialException, OSError, ValueError) as e:
+                attempt += 1
+                delay = self.rng.uniform(0.0, min(30.0, 0.5 * 2**attempt))
+                log.warning("serial %s: cannot open (%s); retrying in %.1f s", self.port, e, delay)
+                self._stop.wait(delay)
+                continue
+            self.opens += 1
+            attempt = 0
+            dec = self._decoder()
+            try:
+                self._configure(ser)
+                while not self._stop.is_set():
+                    data = ser.read(4096)
+                    if not data:
+                        continue
+                    items = dec.feed(data)
+                    if isinstance(dec, NinaDecoder) and dec.scan_done:
+                        dec.scan_done = 0
+                        ser.write(NINA_SCAN)  # the scan period ended: never let scanning lapse
+                    if items:
+                        self._deliver(items)
+            except (serial.SerialException, OSError) as e:
+                log.warning("serial %s: lost (%s); reopening", self.port, e)
+            finally:
+                try:
+                    if self.protocol == "bgapi":
+                        ser.write(BGAPI_END_PROCEDURE)
+                    ser.close()
+                except (serial.SerialException, OSError):
+                    pass
+            if not self._stop.is_set():
+                self._stop.wait(self.rng.uniform(0.2, 1.0))
+
+
+class SerialSource:
+    """Advertisements of one serial receiver, mapped to the layout's receiver `rx`."""
+
+    live = True
+
+    def __init__(
+        self,
+        uri: SourceUri,
+        rx_index: dict[str, int],
+        mono: Callable[[], float],
+        tag_of: Callable[[RawAdvert], str | None],
+    ) -> None:
+        rx = uri.params.get("rx")
+        if rx is None or rx not in rx_index:
+            raise InputError(
+                f"serial:{uri.path}",
+                "rx",
+                f"expected rx=<a receiver id of the layout: {', '.join(rx_index)}>",
+            )
+        self.name = f"serial:{uri.path}"
+        self.rx = rx_index[rx]
+        self.uri = uri
+        self._mono = mono
+        self._tag_of = tag_of
+
+    async def batches(self) -> AsyncIterator[list[tuple[str, int, float, float]]]:
+        loop = asyncio.get_running_loop()
+        q: asyncio.Queue[list[Any]] = asyncio.Queue(maxsize=1000)
+
+        def deliver(items: list[Any]) -> None:  # reader thread: hand over, nothing else
+            loop.call_soon_threadsafe(_put, q, items)
+
+        reader = SerialReader(self.uri, deliver)
+        if reader.protocol == "dwm1001":
+            raise InputError(
+                self.name,
+                "protocol",
+                "UWB positions are not part of the zone pipeline yet; use `shelfgate scan`",
+            )
+        reader.start()
+        try:
+            while True:
+                items = await q.get()
+                t = self._mono()
+                out = []
+                for adv in items:
+                    tag = self._tag_of(adv)
+                    if tag is not None:
+                        out.append((tag, self.rx, float(adv.rssi), t))
+                if out:
+                    yield out
+        finally:
+            await loop.run_in_executor(None, reader.stop)
+
+
+def _put(q: asyncio.Queue[list[Any]], items: list[Any]) -> None:
+    if q.full():
+        q.get_nowait()  # the pipeline is behind: drop the oldest batch rather than grow
+    q.put_nowait(items)
+
+
+def advert_json(adv: RawAdvert, rx: str, t: float) -> dict[str, Any]:
+    out: dict[str, Any] = {"t": round(t, 3), "rx": rx, "addr": adv.addr, "rssi": adv.rssi}
+    if adv.mfg:
+        out["mfg"] = {str(k): v.hex() for k, v in adv.mfg.items()}
+    if adv.svc:
+        out["svc"] = {k: v.hex() for k, v in adv.svc.items()}
+    if adv.tx is not None:
+        out["tx"] = adv.tx
+    if adv.name:
+        out["name"] = adv.name
+    return out
+
+
+def fix_json(fix: UwbFix, rx: str, t: float) -> dict[str, Any]:
+    return {
+        "t": round(t, 3),
+        "rx": rx,
+        "uwb": {"x": fix.x, "y": fix.y, "z": fix.z, "quality": fix.quality, "anchors": fix.anchors},
+    }
