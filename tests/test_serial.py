@@ -1,0 +1,135 @@
+"""Serial receivers end to end over pty pairs, with a device emulator on the other end."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+import time
+import tty
+from pathlib import Path
+
+from drivers.protocols import bgapi_scan_response_frame
+from positioning.frames import ibeacon_payload
+
+from .conftest import ROOT, shelfgate
+from .mqtt_helpers import env
+
+UUID = "f7826da6-4fa2-4e98-8024-bc5b71e0893e"
+AD = bytes.fromhex("020106") + bytes([26, 0xFF, 0x4C, 0x00]) + ibeacon_payload(UUID, 1, 7)
+
+
+class Device(threading.Thread):
+    """Plays a receiver on the master side of a pty, reachable through a stable symlink (like
+    /dev/serial/by-id/...). unplug() makes it vanish; plug() brings it back on a new pty."""
+
+    def __init__(self, link: Path, protocol: str, rssi: int = -62) -> None:
+        super().__init__(daemon=True)
+        self.link = link
+        self.protocol = protocol
+        self.rssi = rssi
+        self.commands = b""
+        self.master = -1
+        self.running = True
+        self.plugged = threading.Event()
+        self.plug()
+
+    def plug(self) -> None:
+        master, slave = os.openpty()
+        tty.setraw(slave)
+        name = os.ttyname(slave)
+        os.close(slave)
+        if self.link.exists() or self.link.is_symlink():
+            self.link.unlink()
+        self.link.symlink_to(name)
+        self.master = master
+        self.plugged.set()
+
+    def unplug(self) -> None:
+        self.plugged.clear()
+        os.close(self.master)
+        self.link.unlink()
+
+    def frame(self) -> bytes:
+        if self.protocol == "bgapi":
+            return bgapi_scan_response_frame(self.rssi, "AA:BB:CC:DD:EE:FF", AD)
+        return f'+UBTD:AABBCCDDEEFFp,{self.rssi},"",2,{AD.hex().upper()}\r\n'.encode()
+
+    def run(self) -> None:
+        import select
+
+        sent = 0
+        while self.running:
+            if not self.plugged.wait(0.1):
+                continue
+            try:
+                r, _, _ = select.select([self.master], [], [], 0.05)
+                if r:
+                    self.commands += os.read(self.master, 1024)
+                if self.protocol == "bgapi" or b"AT+UBTD" in self.commands:
+                    os.write(self.master, b"\x00garbage" if sent % 7 == 3 else self.frame())
+                    sent += 1
+                    if self.protocol == "nina" and sent % 10 == 0:
+                        os.write(self.master, b"OK\r\n")  # the scan period ended
+            except OSError:
+                time.sleep(0.05)
+
+
+def scan(*sources: str, duration: float, out: Path) -> subprocess.Popen[bytes]:
+    args = []
+    for s in sources:
+        args += ["--source", s]
+    return subprocess.Popen(
+        shelfgate("scan", *args, "--duration", str(duration), "--jsonl", "--out", str(out)),
+        cwd=ROOT,
+        env=env(),
+        stderr=subprocess.PIPE,
+    )
+
+
+def test_bled112_scan_survives_unplug(tmp_path: Path) -> None:
+    link = tmp_path / "usb-Bluegiga_BLED112-if00"
+    dev = Device(link, "bgapi")
+    dev.start()
+    out = tmp_path / "scan.jsonl"
+    proc = scan(f"serial:{link}?protocol=bgapi&rx=rx01", duration=6.0, out=out)
+    time.sleep(2.0)
+    dev.unplug()
+    time.sleep(1.0)
+    dev.rssi = -75
+    dev.plug()
+    assert proc.wait(20) == 0
+    dev.running = False
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert lines
+    first = lines[0]
+    assert first["rx"] == "rx01" and first["addr"] == "AA:BB:CC:DD:EE:FF"
+    assert first["mfg"]["76"].startswith("0215f7826da6")
+    rssis = {x["rssi"] for x in lines}
+    assert -62 in rssis and -75 in rssis  # heard before the unplug and after the re-plug
+    assert b"\x00\x01\x06\x02\x02" in dev.commands  # discover in observation mode was sent again
+
+
+def test_nina_scan_is_reissued(tmp_path: Path) -> None:
+    link = tmp_path / "usb-u-blox_NINA-if00"
+    dev = Device(link, "nina", rssi=-58)
+    dev.start()
+    out = tmp_path / "scan.jsonl"
+    proc = scan(f"serial:{link}?protocol=nina&rx=rx02", duration=3.0, out=out)
+    assert proc.wait(20) == 0
+    dev.running = False
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert len(lines) > 5 and all(x["rssi"] == -58 and x["rx"] == "rx02" for x in lines)
+    assert dev.commands.count(b"AT+UBTD=4,1,") >= 2  # re-issued after each OK
+
+
+def test_bad_serial_uri_is_one_line(tmp_path: Path) -> None:
+    res = subprocess.run(
+        shelfgate("scan", "--source", "serial:/dev/ttyX?protocol=xmodem", "--duration", "1"),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert res.returncode == 2 and "protocol" in res.stderr and "Traceback" not in res.stderr
