@@ -30,7 +30,7 @@ class SourceUri:
     params: dict[str, str]
 
 
-KINDS = ("sim", "replay", "serial")
+KINDS = ("sim", "replay", "serial", "bluez")
 
 
 def parse_source_uri(uri: str, where: str = "--source") -> SourceUri:

@@ -23,15 +23,22 @@ def cmd_scan(a: argparse.Namespace) -> int:
 
     clock = Clock()
     inbox: queue.Queue[tuple[str, list[Any], float]] = queue.Queue()
-    readers = []
+    readers: list[Any] = []
     for uri in a.source:
         su = parse_source_uri(uri)
-        if su.kind != "serial":
+        rx = su.params.get("rx") or su.path.rsplit("/", 1)[-1] or "hci0"
+        if su.kind == "serial":
+            readers.append(SerialReader(su, _deliver_to(inbox, rx, clock)))
+        elif su.kind == "bluez":
+            from drivers.bluez_source import BluezReader
+
+            readers.append(BluezReader(su, _deliver_to(inbox, rx, clock)))
+        else:
             raise InputError(
-                uri, "", "scan records receivers: expected serial:<port>?protocol=...&rx=<id>"
+                uri,
+                "",
+                "scan records receivers: expected bluez:hci0 or serial:<port>?protocol=...&rx=<id>",
             )
-        rx = su.params.get("rx") or su.path.rsplit("/", 1)[-1]
-        readers.append(SerialReader(su, _deliver_to(inbox, rx, clock)))
     out = open(a.out, "wb") if a.out else sys.stdout.buffer  # noqa: SIM115 - closed below
     for r in readers:
         r.start()
@@ -61,6 +68,8 @@ def cmd_scan(a: argparse.Namespace) -> int:
     finally:
         for r in readers:
             r.stop()
+            if getattr(r, "error", None) is not None:
+                raise r.error
         if a.out:
             out.close()
     print(f"scan: {n} records from {len(readers)} receiver(s)", file=sys.stderr)
@@ -80,7 +89,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--source",
         action="append",
         required=True,
-        help="serial:<port>?protocol=bgapi|nina|dwm1001&rx=<receiver id> (repeatable)",
+        help="bluez:hci0 or serial:<port>?protocol=bgapi|nina|dwm1001&rx=<receiver id> (repeatable)",
     )
     s.add_argument("--duration", type=float, default=None, help="seconds (default: until Ctrl-C)")
     s.add_argument("--jsonl", action="store_true", help="the trace format of DESIGN.md")

@@ -173,14 +173,25 @@ class Gateway:
         from drivers.live import ReplaySource, SimSource
 
         out: list[Source] = []
+        radios: dict[str, str] = {}
         for uri in self.source_uris:
             su = parse_source_uri(uri)
+            rx = su.params.get("rx")
+            if su.kind in ("serial", "bluez") and rx is not None:
+                # one radio per receiver id: two radios on one id would count advertisements twice
+                if rx in radios:
+                    raise InputError(uri, "rx", f"receiver {rx} is already fed by {radios[rx]}")
+                radios[rx] = uri
             if su.kind == "sim":
                 out.append(SimSource(self.layout, su, self.clock.mono))
             elif su.kind == "serial":
                 from drivers.serial_source import SerialSource
 
                 out.append(SerialSource(su, self.tracker.rx_index, self.clock.mono, self._tag_of))
+            elif su.kind == "bluez":
+                from drivers.bluez_source import BluezSource
+
+                out.append(BluezSource(su, self.tracker.rx_index, self.clock.mono, self._tag_of))
             elif su.kind == "replay":
                 if not Path(su.path).exists():
                     raise InputError(uri, "", "trace file not found")

@@ -139,8 +139,15 @@ class WalkDevice(Device):
     """A BLED112 hearing a technician's reference beacon walk past: RSSI from log-distance
     path loss at the current stand, this receiver's gain, and a little noise."""
 
-    def __init__(self, link: Path, pos: tuple[float, float], gain: float, stands: list[tuple[float, float]],
-                 t0: float, stand_s: float) -> None:
+    def __init__(
+        self,
+        link: Path,
+        pos: tuple[float, float],
+        gain: float,
+        stands: list[tuple[float, float]],
+        t0: float,
+        stand_s: float,
+    ) -> None:
         super().__init__(link, "bgapi")
         self.pos, self.gain, self.stands, self.t0, self.stand_s = pos, gain, stands, t0, stand_s
         import random
@@ -191,30 +198,81 @@ polygon = [[14.0, 0.0], [20.0, 0.0], [20.0, 6.0], [14.0, 6.0]]
     zones = ["a", None, "b", "a", "b"]
     stand_s = 4.0
     t0 = time.time() + 1.0
-    devices = [WalkDevice(tmp_path / f"usb-{i}", pos, gain, stands, t0, stand_s)
-               for i, (pos, gain) in enumerate([((2.0, 3.0), 0.0), ((10.0, 3.0), 6.0), ((18.0, 3.0), -3.0)])]
+    devices = [
+        WalkDevice(tmp_path / f"usb-{i}", pos, gain, stands, t0, stand_s)
+        for i, (pos, gain) in enumerate(
+            [((2.0, 3.0), 0.0), ((10.0, 3.0), 6.0), ((18.0, 3.0), -3.0)]
+        )
+    ]
     for d in devices:
         d.start()
     trace = tmp_path / "walk.jsonl"
-    proc = scan(*[f"serial:{d.link}?protocol=bgapi&rx=rx0{i + 1}" for i, d in enumerate(devices)],
-                duration=1.0 + stand_s * len(stands) + 0.5, out=trace)
+    proc = scan(
+        *[f"serial:{d.link}?protocol=bgapi&rx=rx0{i + 1}" for i, d in enumerate(devices)],
+        duration=1.0 + stand_s * len(stands) + 0.5,
+        out=trace,
+    )
     assert proc.wait(60) == 0
     for d in devices:
         d.running = False
     tag = f"ibeacon:{UUID}:1:7"
     labels = tmp_path / "labels.jsonl"
-    labels.write_text("".join(
-        json.dumps({"tag": tag, "zone": z, "start": t0 + k * stand_s + 0.5, "end": t0 + (k + 1) * stand_s - 0.5,
-                    "x": x, "y": y}) + "\n" for k, ((x, y), z) in enumerate(zip(stands, zones, strict=True))))
+    labels.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "tag": tag,
+                    "zone": z,
+                    "start": t0 + k * stand_s + 0.5,
+                    "end": t0 + (k + 1) * stand_s - 0.5,
+                    "x": x,
+                    "y": y,
+                }
+            )
+            + "\n"
+            for k, ((x, y), z) in enumerate(zip(stands, zones, strict=True))
+        )
+    )
     cal = tmp_path / "cal.json"
-    res = subprocess.run(shelfgate("calibrate", "--layout", str(layout), "--trace", str(trace), "--labels",
-                                   str(labels), "--out", str(cal)), cwd=ROOT, capture_output=True, text=True)
+    res = subprocess.run(
+        shelfgate(
+            "calibrate",
+            "--layout",
+            str(layout),
+            "--trace",
+            str(trace),
+            "--labels",
+            str(labels),
+            "--out",
+            str(cal),
+        ),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 0, res.stderr
     rx = json.loads(cal.read_text())["radio_model"]["receivers"]
     assert rx["rx02"]["offset_db"] - rx["rx01"]["offset_db"] > 3.0  # the hot receiver is found
-    res = subprocess.run(shelfgate("replay", str(trace), "--layout", str(layout), "--calibration", str(cal),
-                                   "--events", str(tmp_path / "ev.jsonl"), "--timeline", str(tmp_path / "tl.jsonl"),
-                                   "--raw-ids", "--min-dwell", "2"), cwd=ROOT, capture_output=True, text=True)
+    res = subprocess.run(
+        shelfgate(
+            "replay",
+            str(trace),
+            "--layout",
+            str(layout),
+            "--calibration",
+            str(cal),
+            "--events",
+            str(tmp_path / "ev.jsonl"),
+            "--timeline",
+            str(tmp_path / "tl.jsonl"),
+            "--raw-ids",
+            "--min-dwell",
+            "2",
+        ),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 0, res.stderr
     timeline = [json.loads(x) for x in (tmp_path / "tl.jsonl").read_text().splitlines()]
     visited = [s["zone"] for s in timeline if s["end"] - s["start"] >= 2.0]
