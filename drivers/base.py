@@ -13,6 +13,17 @@ from positioning.errors import InputError
 Sighting = tuple[str, int, float, float]  # (tag, receiver index, rssi dBm, t)
 
 
+@dataclass(frozen=True, slots=True)
+class PositionFix:
+    """A position (metres, layout coordinates) of a tag that locates itself (UWB)."""
+
+    tag: str
+    x: float
+    y: float
+    t: float
+    quality: int
+
+
 class Source(Protocol):
     """A source yields batches of sightings. `live` sources stamp monotonic time; recorded ones
     (replay) carry the trace's wall-clock time."""
@@ -20,7 +31,7 @@ class Source(Protocol):
     name: str
     live: bool
 
-    def batches(self) -> AsyncIterator[list[Sighting]]: ...
+    def batches(self) -> AsyncIterator[list[Sighting] | list[PositionFix]]: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ from typing import Any
 
 from positioning.errors import InputError
 
-from .base import SourceUri
+from .base import PositionFix, SourceUri
 from .protocols import (
     BGAPI_DISCOVER_OBSERVE,
     BGAPI_END_PROCEDURE,
@@ -153,6 +153,11 @@ class SerialSource:
         tag_of: Callable[[RawAdvert], str | None],
     ) -> None:
         rx = uri.params.get("rx")
+        if uri.params.get("protocol") == "dwm1001" and rx is not None:
+            rx_index = {
+                **rx_index,
+                rx: -1,
+            }  # a UWB module locates a tag; it is not an RSSI receiver
         if rx is None or rx not in rx_index:
             raise InputError(
                 f"serial:{uri.path}",
@@ -165,7 +170,7 @@ class SerialSource:
         self._mono = mono
         self._tag_of = tag_of
 
-    async def batches(self) -> AsyncIterator[list[tuple[str, int, float, float]]]:
+    async def batches(self) -> AsyncIterator[list[Any]]:
         loop = asyncio.get_running_loop()
         q: asyncio.Queue[list[Any]] = asyncio.Queue(maxsize=1000)
 
@@ -173,17 +178,16 @@ class SerialSource:
             loop.call_soon_threadsafe(_put, q, items)
 
         reader = SerialReader(self.uri, deliver)
-        if reader.protocol == "dwm1001":
-            raise InputError(
-                self.name,
-                "protocol",
-                "UWB positions are not part of the zone pipeline yet; use `shelfgate scan`",
-            )
+        uwb_tag = self.uri.params.get("tag", f"uwb:{self.uri.params.get('rx')}")
         reader.start()
         try:
             while True:
                 items = await q.get()
                 t = self._mono()
+                if reader.protocol == "dwm1001":
+                    # the module on a cart locates itself: positions, not RSSI
+                    yield [PositionFix(uwb_tag, f.x, f.y, t, f.quality) for f in items]
+                    continue
                 out = []
                 for adv in items:
                     tag = self._tag_of(adv)

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from drivers.base import Sighting, Source, parse_source_uri
+from drivers.base import PositionFix, Sighting, Source, parse_source_uri
 from positioning.errors import InputError
 from positioning.frames import tag_id
 from positioning.layout import Layout
@@ -177,7 +177,8 @@ class Gateway:
         for uri in self.source_uris:
             su = parse_source_uri(uri)
             rx = su.params.get("rx")
-            if su.kind in ("serial", "bluez") and rx is not None:
+            uwb = su.params.get("protocol") == "dwm1001"
+            if su.kind in ("serial", "bluez") and rx is not None and not uwb:
                 # one radio per receiver id: two radios on one id would count advertisements twice
                 if rx in radios:
                     raise InputError(uri, "rx", f"receiver {rx} is already fed by {radios[rx]}")
@@ -271,7 +272,9 @@ class Gateway:
 
     # ------------------------------------------------------------------ pipeline
     async def _intake(self, sources: list[Source]) -> None:
-        queue: asyncio.Queue[tuple[bool, list[Sighting]] | None] = asyncio.Queue(maxsize=64)
+        queue: asyncio.Queue[tuple[bool, list[Sighting] | list[PositionFix]] | None] = (
+            asyncio.Queue(maxsize=64)
+        )
 
         async def pump(src: Source) -> None:
             try:
@@ -300,9 +303,14 @@ class Gateway:
                     running -= 1
                     continue
                 live, batch = item
-                for tag, rx, rssi, t in batch:
-                    observe(tag, rx, rssi, t)
-                last_t = batch[-1][3]
+                if isinstance(batch[0], PositionFix):
+                    for f in batch:
+                        self.tracker.observe_position(f.tag, f.x, f.y, f.t, f.quality)
+                    last_t = batch[-1].t
+                else:
+                    for tag, rx, rssi, t in batch:
+                        observe(tag, rx, rssi, t)
+                    last_t = batch[-1][3]
                 if last_t >= next_tick:
                     next_tick = last_t + TICK_S
                     self.tracker.tick(last_t)

@@ -21,7 +21,10 @@ from .dwell import DwellDetector, DwellParams
 from .kalman import KalmanParams, RssiStreams
 from .layout import Layout
 from .pathloss import RadioModel
+from .position_kalman import PositionFilter, PositionParams
 from .types import DwellEvent, TagId, ZoneSegment
+
+FLICKER_S = 0.5  # UWB: a return to the current zone shorter than this does not cancel a change
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +32,7 @@ class TrackerParams:
     kalman: KalmanParams = field(default_factory=KalmanParams)
     classifier: ClassifierParams = field(default_factory=ClassifierParams)
     dwell: DwellParams = field(default_factory=DwellParams)
+    position: PositionParams = field(default_factory=PositionParams)
     classify_every_s: float = 1.0
     fresh_s: float = 6.0  # a receiver's level counts while it heard the tag this recently
     lost_after_s: float = 8.0  # no receiver heard the tag: its zone becomes "none"
@@ -42,9 +46,15 @@ class _Tag:
         "last_heard",
         "lost",
         "next_classify",
+        "pending",
+        "pending_last",
+        "pending_since",
+        "pending_zone",
+        "position",
         "seg_start",
         "seg_zone",
         "streams",
+        "uwb_zone",
     )
 
     def __init__(self, n_rx: int, n_classes: int) -> None:
@@ -55,6 +65,12 @@ class _Tag:
         self.seg_zone: str | None = None
         self.seg_start = -math.inf
         self.lost = True
+        self.position: PositionFilter | None = None  # UWB tags
+        self.uwb_zone: str | None = None
+        self.pending_zone: str | None = None
+        self.pending = False
+        self.pending_since = 0.0
+        self.pending_last = 0.0
 
 
 class ZoneTracker:
@@ -97,6 +113,36 @@ class ZoneTracker:
             st.next_classify = t + self.params.classify_every_s
             self._classify(tag, st, t)
 
+    def observe_position(
+        self, tag: TagId, x: float, y: float, t: float, quality: int = 100
+    ) -> None:
+        """One UWB fix: filtered, then the zone under it, with the same hysteresis rule as the
+        RSSI classifier (a new zone must hold for `confirm_s`; the change is dated back)."""
+        st = self._tags.get(tag)
+        if st is None:
+            st = self._new_tag(tag)
+        st.last_heard = t
+        if st.position is None:
+            st.position = PositionFilter()
+        fx, fy = st.position.update(x, y, t, quality, self.params.position)
+        if st.lost:
+            st.lost = False
+            if st.seg_start == -math.inf:
+                st.seg_start = t
+        zone = self.layout.zone_at(fx, fy)
+        if zone == st.uwb_zone:
+            # back in the current zone: a flicker (< FLICKER_S) does not reset a pending change
+            if st.pending and t - st.pending_last > FLICKER_S:
+                st.pending = False
+            return
+        if not st.pending or zone != st.pending_zone:
+            st.pending, st.pending_zone, st.pending_since = True, zone, t
+        st.pending_last = t
+        if t - st.pending_since >= self.params.classifier.confirm_s:
+            st.uwb_zone = zone
+            st.pending = False
+            self._zone_changed(tag, st, zone, max(st.pending_since, st.seg_start))
+
     def tick(self, t: float) -> None:
         """Advance time without data: lost and expired tags, dwell exits and thresholds."""
         p = self.params
@@ -104,6 +150,7 @@ class ZoneTracker:
             if not st.lost and t - st.last_heard > p.lost_after_s:
                 st.lost = True
                 st.belief.reset(st.last_heard)
+                st.uwb_zone = None
                 self._zone_changed(tag, st, None, st.last_heard)
             if t - st.last_heard > p.tag_expiry_s:
                 self._drop(tag, st, t)
