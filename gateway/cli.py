@@ -405,6 +405,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rc: int = a.func(a)
         return rc
     except ShelfgateError as e:
+        # user mistakes and radios that cannot work: one line, non-zero (systemd restarts `run`)
         print(f"shelfgate {a.cmd}: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -301,6 +301,11 @@ class Gateway:
                     continue
                 if item is None:
                     running -= 1
+                    for p in (
+                        pumps
+                    ):  # a source that failed (e.g. a radio that stays silent) stops the daemon
+                        if p.done() and not p.cancelled() and p.exception() is not None:
+                            raise p.exception()  # type: ignore[misc]
                     continue
                 live, batch = item
                 if isinstance(batch[0], PositionFix):

@@ -177,3 +177,39 @@ def test_missing_adapter_is_a_clear_error(system_bus: str, tmp_path: Path) -> No
     finally:
         proc.terminate()
         proc.wait(5)
+
+
+def test_daemon_exits_nonzero_when_the_radio_is_missing(system_bus: str, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    with open(tmp_path / "log", "w") as fh:
+        proc, _ = dbusmock.DBusTestCase.spawn_server_template(
+            "bluez5", {}, stdout=fh, system_bus=True
+        )
+    try:
+        root = Path(__file__).parent.parent
+        res = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "gateway.cli",
+                "run",
+                "--source",
+                "bluez:hci0?rx=rx01",
+                "--data-dir",
+                str(tmp_path / "data"),
+                "--broker",
+                "mqtt://127.0.0.1:9",
+            ],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": system_bus},
+        )
+        assert res.returncode == 2  # systemd's Restart=always takes over
+        assert "the adapter hci0 was not found" in res.stderr
+    finally:
+        proc.terminate()
+        proc.wait(5)
