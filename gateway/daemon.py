@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import signal
+import sqlite3
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -31,7 +32,7 @@ from positioning.pathloss import RadioModel
 from positioning.tracker import ZoneTracker
 from positioning.types import DwellEvent
 
-from . import __version__
+from . import __version__, sdnotify
 from .clock import Clock
 from .config import Config
 from .events import EVENT_SCHEMA, Identity, dwell_event_body, offer_event_body
@@ -129,6 +130,8 @@ class Gateway:
         self._wake = asyncio.Event()
         self._publish_wake = asyncio.Event()
         self._bg: set[asyncio.Task[Any]] = set()
+        self._watchdog_s = sdnotify.watchdog_interval_s()
+        self._last_intake: float | None = None
         self._stop = asyncio.Event()
         self._sources_done = asyncio.Event()
         self.link: MqttLink | None = None
@@ -223,6 +226,7 @@ class Gateway:
             subscriptions=(self.topics.offers,),
         )
         self.link.start()
+        sdnotify.notify("READY=1")
         tasks = [
             asyncio.create_task(self._intake(sources), name="intake"),
             asyncio.create_task(self._committer(), name="committer"),
@@ -244,6 +248,7 @@ class Gateway:
         tasks[0].cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await tasks[0]
+        sdnotify.notify("STOPPING=1")
         if not self.exit_when_drained:
             self._finish_pipeline()
         await self._commit()
@@ -308,6 +313,8 @@ class Gateway:
                             raise p.exception()  # type: ignore[misc]
                     continue
                 live, batch = item
+                if live:
+                    self._last_intake = time.monotonic()
                 if isinstance(batch[0], PositionFix):
                     for f in batch:
                         self.tracker.observe_position(f.tag, f.x, f.y, f.t, f.quality)
@@ -588,9 +595,31 @@ class Gateway:
         )
 
     async def _status_loop(self) -> None:
+        next_status = time.monotonic() + STATUS_EVERY_S
         while True:
-            await asyncio.sleep(STATUS_EVERY_S)
-            await self._publish_status(True)
+            await asyncio.sleep(self._watchdog_s or STATUS_EVERY_S)
+            await self._feed_watchdog()
+            if time.monotonic() >= next_status:
+                next_status = time.monotonic() + STATUS_EVERY_S
+                await self._publish_status(True)
+
+    async def _feed_watchdog(self) -> None:
+        """Fed only while healthy: the event loop runs (we are here), the outbox thread answers,
+        and a live source delivered something recently. A hung loop or a wedged writer stops
+        the feeding, and systemd restarts the service."""
+        if self._watchdog_s is None or self.outbox is None:
+            return
+        try:
+            st = await asyncio.wait_for(self.db(self.outbox.stats), 10.0)
+        except (TimeoutError, sqlite3.Error) as e:
+            log.error("outbox not answering (%s): not feeding the systemd watchdog", e)
+            return
+        if self._last_intake is not None and time.monotonic() - self._last_intake > 300.0:
+            log.error("no data from any source for 5 min: not feeding the systemd watchdog")
+            return
+        sdnotify.notify(
+            f"WATCHDOG=1\nSTATUS=backlog {st['backlog']}, {self.tracker.active_tags} tags"
+        )
 
 
 def run_gateway(

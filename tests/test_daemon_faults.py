@@ -259,3 +259,45 @@ def test_check_explains_in_plain_words(tmp_path: Path) -> None:
     assert "FAIL  source replay:/nope.jsonl: the trace file does not exist" in res.stdout
     assert f"cannot reach 127.0.0.1:{broker.port}" in res.stdout
     assert "Traceback" not in res.stdout + res.stderr
+
+
+def test_systemd_notify_ready_and_watchdog_only_while_running(tmp_path: Path) -> None:
+    """A fake NOTIFY_SOCKET: READY=1 at start, WATCHDOG=1 while healthy; a SIGSTOPped daemon
+    stops feeding (systemd would restart it)."""
+    import os
+    import socket
+
+    sock_path = tmp_path / "notify"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(sock_path))
+    sock.settimeout(0.2)
+    cfg = write_config(tmp_path, "mqtt://127.0.0.1:9")
+    e = env()
+    e.update(NOTIFY_SOCKET=str(sock_path), WATCHDOG_USEC="1000000")  # feed every 0.5 s
+    proc = subprocess.Popen(shelfgate("run", "--config", str(cfg), "--source", "sim:config/layout.toml?shoppers=5"),
+                            cwd=ROOT, env=e, stderr=subprocess.DEVNULL)
+
+    def collect(seconds: float) -> list[str]:
+        out, end = [], time.time() + seconds
+        while time.time() < end:
+            try:
+                out.append(sock.recv(4096).decode())
+            except TimeoutError:
+                pass
+        return out
+
+    try:
+        msgs = collect(6.0)
+        assert msgs and msgs[0] == "READY=1"
+        assert sum(m.startswith("WATCHDOG=1") for m in msgs) >= 3
+        os.kill(proc.pid, signal.SIGSTOP)
+        collect(0.5)  # drain what was in flight
+        assert not [m for m in collect(2.0) if m.startswith("WATCHDOG=1")]
+        os.kill(proc.pid, signal.SIGCONT)
+        assert [m for m in collect(3.0) if m.startswith("WATCHDOG=1")]  # healthy again: fed again
+        proc.send_signal(signal.SIGTERM)
+        assert wait_exit(proc, 15) == 0
+    finally:
+        sock.close()
+        if proc.poll() is None:
+            proc.kill()
