@@ -213,3 +213,27 @@ def test_daemon_exits_nonzero_when_the_radio_is_missing(system_bus: str, tmp_pat
     finally:
         proc.terminate()
         proc.wait(5)
+
+
+def test_passive_scan_with_beacon_patterns(bluez: tuple[object, Path]) -> None:
+    obj, log = bluez
+    dbus.Interface(obj, "org.bluez.Mock").AddAdapter("hci0", "gateway")
+    got: list[tuple[str, int, float, float]] = []
+
+    async def main() -> None:
+        src = BluezSource(
+            parse_source_uri("bluez:hci0?rx=rx01&mode=passive"),
+            {"rx01": 0},
+            lambda: asyncio.get_running_loop().time(),
+            lambda adv: tag_id(adv.mfg, adv.svc),
+        )
+        gen = src.batches()
+        first = asyncio.ensure_future(gen.__anext__())
+        await asyncio.sleep(0.5)
+        add_ibeacon(obj, -61)
+        got.extend(await asyncio.wait_for(first, 5))
+        await gen.aclose()
+
+    asyncio.run(main())
+    assert got[0][:3] == (TAG, 0, -61.0)
+    assert "RegisterMonitor" in log.read_text()  # an advertisement monitor with our patterns

@@ -274,8 +274,12 @@ def test_systemd_notify_ready_and_watchdog_only_while_running(tmp_path: Path) ->
     cfg = write_config(tmp_path, "mqtt://127.0.0.1:9")
     e = env()
     e.update(NOTIFY_SOCKET=str(sock_path), WATCHDOG_USEC="1000000")  # feed every 0.5 s
-    proc = subprocess.Popen(shelfgate("run", "--config", str(cfg), "--source", "sim:config/layout.toml?shoppers=5"),
-                            cwd=ROOT, env=e, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        shelfgate("run", "--config", str(cfg), "--source", "sim:config/layout.toml?shoppers=5"),
+        cwd=ROOT,
+        env=e,
+        stderr=subprocess.DEVNULL,
+    )
 
     def collect(seconds: float) -> list[str]:
         out, end = [], time.time() + seconds

@@ -277,3 +277,59 @@ polygon = [[14.0, 0.0], [20.0, 0.0], [20.0, 6.0], [14.0, 6.0]]
     timeline = [json.loads(x) for x in (tmp_path / "tl.jsonl").read_text().splitlines()]
     visited = [s["zone"] for s in timeline if s["end"] - s["start"] >= 2.0]
     assert "a" in visited and "b" in visited
+
+
+def test_daemon_with_two_serial_receivers(tmp_path: Path) -> None:
+    """Two BLED112s at once in one daemon: the tag is loud at rx01 (over fasteners), faint at
+    rx02; a dwell in fasteners is queued. A second radio on the same receiver id is refused."""
+    import signal
+    import sqlite3
+
+    from .mqtt_helpers import free_port, wait_exit
+    from .test_daemon_delivery import start_daemon, write_config
+
+    a = Device(tmp_path / "usb-a", "bgapi", rssi=-52)
+    b = Device(tmp_path / "usb-b", "bgapi", rssi=-84)
+    a.start()
+    b.start()
+    cfg = write_config(tmp_path, f"mqtt://127.0.0.1:{free_port()}", min_dwell=3.0)
+    bad = subprocess.run(
+        shelfgate(
+            "run",
+            "--config",
+            str(cfg),
+            "--source",
+            f"serial:{a.link}?protocol=bgapi&rx=rx01",
+            "--source",
+            f"serial:{b.link}?protocol=bgapi&rx=rx01",
+        ),
+        cwd=ROOT,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2 and "receiver rx01 is already fed by" in bad.stderr
+    proc = start_daemon(
+        cfg,
+        "--source",
+        f"serial:{a.link}?protocol=bgapi&rx=rx01",
+        "--source",
+        f"serial:{b.link}?protocol=bgapi&rx=rx03",
+    )
+    db = tmp_path / "data" / "outbox.db"
+    try:
+        deadline = time.time() + 30
+        zones: list[str] = []
+        while time.time() < deadline and "fasteners" not in zones:
+            time.sleep(0.5)
+            if db.exists():
+                with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as c:
+                    zones = [json.loads(r[0])["zone"] for r in c.execute("SELECT body FROM events")]
+        assert "fasteners" in zones
+        proc.send_signal(signal.SIGTERM)
+        assert wait_exit(proc, 15) == 0
+    finally:
+        a.running = b.running = False
+        if proc.poll() is None:
+            proc.kill()
