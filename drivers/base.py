@@ -55,3 +55,16 @@ def parse_source_uri(uri: str, where: str = "--source") -> SourceUri:
     path, _, query = rest.rpartition("?") if "?" in rest else (rest, "", "")
     params = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
     return SourceUri(kind, path, params)
+
+
+def receiver_of(
+    uri: SourceUri, name: str, rx_index: dict[str, int], default: str | None = None
+) -> int:
+    """The layout receiver index a radio source feeds (its `rx=` parameter); a clear error if
+    it names no receiver of the layout."""
+    rx = uri.params.get("rx", default)
+    if rx is None or rx not in rx_index:
+        raise InputError(
+            name, "rx", f"expected rx=<a receiver id of the layout: {', '.join(rx_index)}>"
+        )
+    return rx_index[rx]

@@ -23,7 +23,7 @@ from typing import Any
 
 from positioning.errors import ShelfgateError
 
-from .base import SourceUri
+from .base import SourceUri, receiver_of
 from .protocols import RawAdvert
 
 log = logging.getLogger(__name__)
@@ -186,13 +186,8 @@ class BluezSource:
         mono: Callable[[], float],
         tag_of: Callable[[RawAdvert], str | None],
     ) -> None:
-        rx = uri.params.get("rx", uri.path or "hci0")
-        if rx not in rx_index:
-            raise ShelfgateError(
-                f"bluez:{uri.path}: rx: expected rx=<a receiver id of the layout: {', '.join(rx_index)}>"
-            )
+        self.rx = receiver_of(uri, f"bluez:{uri.path}", rx_index, uri.path or "hci0")
         self.name = f"bluez:{uri.path}"
-        self.rx = rx_index[rx]
         self.uri = uri
         self._mono = mono
         self._tag_of = tag_of

@@ -21,7 +21,7 @@ from typing import Any
 
 from positioning.errors import InputError
 
-from .base import PositionFix, SourceUri
+from .base import PositionFix, SourceUri, receiver_of
 from .protocols import (
     BGAPI_DISCOVER_OBSERVE,
     BGAPI_END_PROCEDURE,
@@ -152,20 +152,13 @@ class SerialSource:
         mono: Callable[[], float],
         tag_of: Callable[[RawAdvert], str | None],
     ) -> None:
-        rx = uri.params.get("rx")
-        if uri.params.get("protocol") == "dwm1001" and rx is not None:
+        if uri.params.get("protocol") == "dwm1001" and "rx" in uri.params:
             rx_index = {
                 **rx_index,
-                rx: -1,
-            }  # a UWB module locates a tag; it is not an RSSI receiver
-        if rx is None or rx not in rx_index:
-            raise InputError(
-                f"serial:{uri.path}",
-                "rx",
-                f"expected rx=<a receiver id of the layout: {', '.join(rx_index)}>",
-            )
+                uri.params["rx"]: -1,
+            }  # a UWB module locates a tag, it hears no RSSI
+        self.rx = receiver_of(uri, f"serial:{uri.path}", rx_index)
         self.name = f"serial:{uri.path}"
-        self.rx = rx_index[rx]
         self.uri = uri
         self._mono = mono
         self._tag_of = tag_of

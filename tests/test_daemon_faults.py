@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 import signal
 import sqlite3
@@ -284,10 +285,8 @@ def test_systemd_notify_ready_and_watchdog_only_while_running(tmp_path: Path) ->
     def collect(seconds: float) -> list[str]:
         out, end = [], time.time() + seconds
         while time.time() < end:
-            try:
+            with contextlib.suppress(TimeoutError):
                 out.append(sock.recv(4096).decode())
-            except TimeoutError:
-                pass
         return out
 
     try:
