@@ -270,3 +270,21 @@ def test_sigterm_stops_cleanly_under_load(tmp_path: Path) -> None:
         broker.stop()
         if proc.poll() is None:
             proc.kill()
+
+
+def test_mqtt_311_selectable(tmp_path: Path, empty_trace: Path) -> None:
+    ids = prefill(tmp_path, 500)
+    broker = Broker(tmp_path).start()
+    consumer = Consumer(broker.port).start()
+    try:
+        cfg = write_config(tmp_path, broker.url)
+        cfg.write_text(cfg.read_text().replace("[mqtt]\n", '[mqtt]\nprotocol = "3.1.1"\n'))
+        proc = start_daemon(cfg, "--source", f"replay:{empty_trace}", "--exit-when-drained", "--store", "hb-kiel",
+                            "--gateway", "gw-311")
+        assert wait_exit(proc, 60) == 0
+        assert consumer.wait_for(len(ids), 10)
+        assert {m["gateway"] for m in consumer.messages} == {"gw-311"}
+        assert {m["store"] for m in consumer.messages} == {"hb-kiel"}
+    finally:
+        consumer.stop()
+        broker.stop()
