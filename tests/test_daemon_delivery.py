@@ -279,8 +279,16 @@ def test_mqtt_311_selectable(tmp_path: Path, empty_trace: Path) -> None:
     try:
         cfg = write_config(tmp_path, broker.url)
         cfg.write_text(cfg.read_text().replace("[mqtt]\n", '[mqtt]\nprotocol = "3.1.1"\n'))
-        proc = start_daemon(cfg, "--source", f"replay:{empty_trace}", "--exit-when-drained", "--store", "hb-kiel",
-                            "--gateway", "gw-311")
+        proc = start_daemon(
+            cfg,
+            "--source",
+            f"replay:{empty_trace}",
+            "--exit-when-drained",
+            "--store",
+            "hb-kiel",
+            "--gateway",
+            "gw-311",
+        )
         assert wait_exit(proc, 60) == 0
         assert consumer.wait_for(len(ids), 10)
         assert {m["gateway"] for m in consumer.messages} == {"gw-311"}
