@@ -1,4 +1,4 @@
-"""Trace files (JSON lines, DESIGN.md): a fast sighting reader for replay, and an Advertisement reader.
+"""Trace files (JSON lines, DESIGN.md): a fast sighting reader for replay and calibration.
 
 The reader skips, without parsing JSON, every line that cannot hold a beacon frame: a frame
 needs an iBeacon prefix (0215), an AltBeacon code (beac) or the Eddystone service (feaa) in its
@@ -18,7 +18,6 @@ import orjson
 
 from positioning.errors import InputError
 from positioning.frames import tag_id_from_json
-from positioning.types import Advertisement
 
 log = logging.getLogger(__name__)
 
@@ -159,55 +158,3 @@ def read_sightings(
         stats.sightings += 1
         yield tag, i, float(rssi), float(t)
     stats.skipped_no_frame += stats.lines - candidates
-
-
-def parse_advertisement(obj: object) -> Advertisement | None:
-    """An Advertisement from one decoded trace line, or None when it is not one."""
-    if not isinstance(obj, dict):
-        return None
-    try:
-        t, rx, rssi = obj["t"], obj["rx"], obj["rssi"]
-        if not isinstance(t, int | float) or not isinstance(rssi, int) or not isinstance(rx, str):
-            return None
-        mfg_raw = obj.get("mfg") or {}
-        svc_raw = obj.get("svc") or {}
-        mfg = {int(k): bytes.fromhex(v) for k, v in mfg_raw.items()}
-        svc = {str(k): bytes.fromhex(v) for k, v in svc_raw.items()}
-        tx = obj.get("tx")
-        name = obj.get("name")
-        return Advertisement(
-            float(t),
-            rx,
-            str(obj.get("addr", "")),
-            rssi,
-            mfg,
-            svc,
-            tx if isinstance(tx, int) else None,
-            name if isinstance(name, str) else None,
-        )
-    except (KeyError, ValueError, TypeError, AttributeError):
-        return None
-
-
-def read_advertisements(path: str | Path, stats: TraceStats) -> Iterator[Advertisement]:
-    src = str(path)
-    fh = open_lines(path)
-    lineno = 0
-    try:
-        for line in fh:
-            lineno += 1
-            if not line.strip():
-                continue
-            try:
-                adv = parse_advertisement(orjson.loads(line))
-            except orjson.JSONDecodeError:
-                adv = None
-            if adv is None:
-                stats.bad(src, lineno, "not an advertisement (see the trace format in DESIGN.md)")
-                continue
-            yield adv
-    finally:
-        stats.lines = lineno
-        close = getattr(fh, "close", None)
-        if close is not None:
-            close()

@@ -73,6 +73,11 @@ def cmd_status(a: argparse.Namespace) -> int:
         raise InputError(
             str(db), "", "no outbox here: has `shelfgate run` started with this data dir?"
         )
+    if a.clear_alerts:
+        from .outbox import clear_alerts
+
+        print(f"cleared {clear_alerts(db)} alert(s)")
+        return 0
     st = read_status(db)
     if a.json:
         print(json.dumps(st, indent=2))
@@ -124,6 +129,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     s.add_argument("--config")
     s.add_argument("--data-dir")
     s.add_argument("--json", action="store_true")
+    s.add_argument(
+        "--clear-alerts", action="store_true", help="acknowledge the alerts (e.g. a reset database)"
+    )
     s.set_defaults(func=cmd_status)
     register_offers(sub)
 

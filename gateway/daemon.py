@@ -83,17 +83,11 @@ class Topics:
 
 
 @dataclass(slots=True)
-class _Inflight:
-    seqs: list[int]
-    sent: float
-
-
-@dataclass(slots=True)
 class SyncState:
     connected: bool = False
     window: int = 20
     max_bytes: int = MAX_MESSAGE_BYTES
-    inflight: dict[int, _Inflight] = field(default_factory=dict)
+    inflight: dict[int, list[int]] = field(default_factory=dict)  # mid -> seqs
     newest_next: bool = False
     refused: int = 0
 
@@ -411,10 +405,10 @@ class Gateway:
             if ev.topic == self.topics.offers:
                 self._spawn(self._on_catalogue(ev.payload))
         elif isinstance(ev, Published):
-            fl = self.sync.inflight.pop(ev.mid, None)
-            if fl is None:
+            seqs = self.sync.inflight.pop(ev.mid, None)
+            if seqs is None:
                 return  # status messages, or a resend's second ack
-            self._spawn(self._settle(fl.seqs, ev))
+            self._spawn(self._settle(seqs, ev))
         self._kick()
 
     async def _settle(self, seqs: list[int], ev: Published) -> None:
@@ -463,7 +457,7 @@ class Gateway:
                 if mid is None:
                     await self.db(self.outbox.release, [r.seq for r in rows])
                     break
-                self.sync.inflight[mid] = _Inflight([r.seq for r in rows], time.monotonic())
+                self.sync.inflight[mid] = [r.seq for r in rows]
             if self.exit_when_drained and self._sources_done.is_set() and not self.sync.inflight:
                 st = await self.db(self.outbox.stats)
                 if st["backlog"] == 0:
@@ -601,6 +595,8 @@ class Gateway:
             await self._feed_watchdog()
             if time.monotonic() >= next_status:
                 next_status = time.monotonic() + STATUS_EVERY_S
+                if self.matcher is not None:
+                    self.matcher.forget_before(self.clock.wall() - HISTORY_S)
                 await self._publish_status(True)
 
     async def _feed_watchdog(self) -> None:

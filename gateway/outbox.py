@@ -92,14 +92,12 @@ class Outbox:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.quota_bytes = quota_bytes
         self._wall = (clock or Clock()).wall
-        self.alerts: list[str] = []
         self.conn = self._open_checked()
         self.db = sqlite_utils.Database(self.conn)
         self._migrate()
         self._inflight: set[int] = set()
         self._cursor = 0  # every seq <= cursor is acked, in flight or queued for retry
         self._retry: list[int] = []
-        self.alerts.extend(self._persisted_alerts())
 
     # ------------------------------------------------------------------ open / migrate
     def _connect(self) -> sqlite3.Connection:
@@ -158,13 +156,6 @@ class Outbox:
                     "INSERT OR REPLACE INTO meta(key, value) VALUES ('alert_db_reset', ?)", (alert,)
                 )
             self._bump("db_resets", 1)
-
-    def _persisted_alerts(self) -> list[str]:
-        return [r[0] for r in self.conn.execute("SELECT value FROM meta WHERE key LIKE 'alert_%'")]
-
-    def clear_alert(self, name: str) -> None:
-        with self.db.atomic():
-            self.conn.execute("DELETE FROM meta WHERE key = ?", (f"alert_{name}",))
 
     def close(self) -> None:
         self.conn.close()
@@ -371,39 +362,21 @@ class Outbox:
 
     # ------------------------------------------------------------------ reporting
     def stats(self) -> dict[str, Any]:
-        backlog, oldest = self.conn.execute("SELECT count(*), min(created) FROM events").fetchone()
-        counters = dict(self.conn.execute("SELECT name, value FROM counters").fetchall())
-        dead = self.conn.execute("SELECT count(*) FROM dead_letter").fetchone()[0]
-        return {
-            "backlog": backlog,
-            "backlog_bytes": counters.get("bytes", 0),
-            "oldest_age_s": round(self._wall() - oldest, 1) if oldest is not None else None,
-            "last_acked_seq": counters.get("last_acked_seq", 0),
-            "next_seq": counters.get("next_seq", 1),
-            "acked": counters.get("acked", 0),
-            "dead_letter": dead,
-            "drops": {
-                k[len("dropped_") :]: v
-                for k, v in counters.items()
-                if k.startswith("dropped_") and v
-            },
-            "db_resets": counters.get("db_resets", 0),
-            "alerts": self._persisted_alerts(),
-        }
+        out = figures(self.conn)
+        oldest = out.pop("oldest_created")
+        out["oldest_age_s"] = round(self._wall() - oldest, 1) if oldest is not None else None
+        del out["state"]
+        return out
 
 
-def read_status(path: str | Path) -> dict[str, Any]:
-    """The outbox figures and the daemon's last written state, read-only (for `shelfgate status`)."""
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        conn.execute("PRAGMA busy_timeout=5000")
-        backlog, oldest = conn.execute("SELECT count(*), min(created) FROM events").fetchone()
-        counters = dict(conn.execute("SELECT name, value FROM counters").fetchall())
-        meta = {k: v for k, v in conn.execute("SELECT key, value FROM meta").fetchall()}
-        dead = conn.execute("SELECT count(*) FROM dead_letter").fetchone()[0]
-    finally:
-        conn.close()
-    state = {}
+def figures(conn: sqlite3.Connection) -> dict[str, Any]:
+    """Backlog, counters, drops, alerts and the daemon's last written state: what the status
+    message, `shelfgate status` and the tests report."""
+    backlog, oldest = conn.execute("SELECT count(*), min(created) FROM events").fetchone()
+    counters = dict(conn.execute("SELECT name, value FROM counters").fetchall())
+    meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+    dead = conn.execute("SELECT count(*) FROM dead_letter").fetchone()[0]
+    state: dict[str, Any] = {}
     for k, v in meta.items():
         if not k.startswith("alert_"):
             try:
@@ -421,6 +394,24 @@ def read_status(path: str | Path) -> dict[str, Any]:
         "drops": {
             k[len("dropped_") :]: v for k, v in counters.items() if k.startswith("dropped_") and v
         },
+        "db_resets": counters.get("db_resets", 0),
         "alerts": [v for k, v in meta.items() if k.startswith("alert_")],
         "state": state,
     }
+
+
+def read_status(path: str | Path) -> dict[str, Any]:
+    """The outbox figures, read-only (for `shelfgate status`, while the daemon runs)."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        conn.execute("PRAGMA busy_timeout=5000")
+        return figures(conn)
+    finally:
+        conn.close()
+
+
+def clear_alerts(path: str | Path) -> int:
+    """An installer acknowledged the alerts (`shelfgate status --clear-alerts`)."""
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA busy_timeout=5000")
+        return conn.execute("DELETE FROM meta WHERE key LIKE 'alert_%'").rowcount

@@ -305,18 +305,6 @@ class OfferMatcher:
         for tag in [t for t in self._stays if t not in seen]:
             del self._stays[tag]
 
-    def stay_ended(self, tag: str) -> None:
-        self._stays.pop(tag, None)
-
-    def next_deadline(self) -> float | None:
-        best = None
-        for st in self._stays.values():
-            th = self._thresholds.get(st.zone)
-            if th is not None and st.next_i < len(th):
-                d = st.start + th[st.next_i]
-                best = d if best is None or d < best else best
-        return best
-
     def tick(
         self, now: float, clock_synced: bool = True, wall_offset: float = 0.0
     ) -> list[Trigger]:

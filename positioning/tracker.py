@@ -94,7 +94,6 @@ class ZoneTracker:
         self.segments: list[ZoneSegment] = []
         self.record_segments = record_segments
         self._tags: dict[TagId, _Tag] = {}
-        self._next_sweep = -math.inf
         self._kalman = functools.partial(RssiStreams.update, prm=self.params.kalman)
         self.evicted = 0
 

@@ -2,38 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 TagId = str
 ZoneId = str
 ReceiverId = str
-
-
-@dataclass(frozen=True, slots=True)
-class Advertisement:
-    """One advertisement as a receiver heard it (the trace format of DESIGN.md)."""
-
-    t: float
-    rx: ReceiverId
-    addr: str
-    rssi: int
-    mfg: dict[int, bytes] = field(default_factory=dict)
-    svc: dict[str, bytes] = field(default_factory=dict)
-    tx: int | None = None
-    name: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"t": self.t, "rx": self.rx, "addr": self.addr, "rssi": self.rssi}
-        if self.mfg:
-            out["mfg"] = {str(k): v.hex() for k, v in self.mfg.items()}
-        if self.svc:
-            out["svc"] = {k: v.hex() for k, v in self.svc.items()}
-        if self.tx is not None:
-            out["tx"] = self.tx
-        if self.name is not None:
-            out["name"] = self.name
-        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,9 +21,6 @@ class ZoneSegment:
     @property
     def duration(self) -> float:
         return self.end - self.start
-
-    def to_json(self) -> dict[str, Any]:
-        return {"tag": self.tag, "zone": self.zone, "start": self.start, "end": self.end}
 
 
 @dataclass(frozen=True, slots=True)

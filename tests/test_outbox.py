@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from gateway.outbox import Outbox, read_status
+from gateway.outbox import Outbox, clear_alerts, read_status
 
 
 def ev(i: int, kind: str = "dwell", pad: int = 0) -> dict[str, object]:
@@ -107,6 +107,7 @@ def test_corrupt_database_is_moved_aside_with_an_alert(tmp_path: Path) -> None:
     assert ob.append([ev(1)]) == [1]
     ob.close()
     assert read_status(db)["alerts"]  # shown by `shelfgate status` until cleared
+    assert clear_alerts(db) == 1 and read_status(db)["alerts"] == []
 
 
 CHILD = r"""
