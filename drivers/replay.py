@@ -9,11 +9,14 @@ gets most of its speed. Tags registered by address are found by their address in
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 import orjson
 
 from positioning.errors import InputError
@@ -56,23 +59,44 @@ def open_lines(path: str | Path) -> Iterable[bytes]:
     return open(p, "rb")
 
 
+class SightingBlock(NamedTuple):
+    """A block of a trace's sightings, in file order, as columns."""
+
+    tags: list[str]
+    rx: npt.NDArray[np.int64]
+    rssi: npt.NDArray[np.float64]
+    t: npt.NDArray[np.float64]
+
+    def __len__(self) -> int:
+        return len(self.tags)
+
+
 def candidate_lines(
-    path: str | Path, needles: list[bytes], block: int = 1 << 22
-) -> Iterator[tuple[int, bytes] | int]:
-    """Scan the file in large blocks; yield (line number, line) for lines containing a needle
-    (case-insensitive) and, after each block, the number of lines in it (an int).
+    path: str | Path,
+    needles: list[bytes],
+    block: int = 1 << 22,
+    start: int = 0,
+    end: int | None = None,
+) -> Iterator[tuple[int, list[bytes], npt.NDArray[np.int64], int]]:
+    """Scan the file (or its bytes `start` to `end`, both line starts) in large blocks; per block
+    yield (lines before it in the range, the lines containing a needle (case-insensitive), their
+    indices in the block, lines in the block).
 
     The needles are searched in the lower-cased block at C speed and mapped to lines with numpy,
     so lines that cannot hold a frame never reach Python code: this is where most of replay's
     speed comes from.
     """
-    lowered = [n.lower() for n in needles]
+    finders = [re.compile(re.escape(n.lower())).finditer for n in needles]
     fh = open_lines(path)
     lineno = 0
     rest = b""
+    left = -1 if end is None else end - start
     try:
+        if start:
+            fh.seek(start)  # type: ignore[attr-defined]
         while True:
-            chunk = fh.read(block)  # type: ignore[attr-defined]
+            chunk = fh.read(block if left < 0 else min(block, left))  # type: ignore[attr-defined]
+            left = left - len(chunk) if left >= 0 else left
             if not chunk:
                 if rest:
                     chunk, rest = rest + b"\n", b""
@@ -85,51 +109,125 @@ def candidate_lines(
                 if not chunk:
                     continue
             low = chunk.lower()
-            hits = []
-            for needle in lowered:
-                # split is a C-speed search; piece lengths give the positions
-                lens = np.fromiter(map(len, low.split(needle)), dtype=np.int64)
-                if len(lens) > 1:
-                    hits.append(np.cumsum(lens[:-1] + len(needle)) - len(needle))
-            if hits:
-                newlines = np.flatnonzero(np.frombuffer(chunk, dtype=np.uint8) == 10)
-                idx = np.unique(np.searchsorted(newlines, np.concatenate(hits)))
-                ends = newlines[idx].tolist()
-                starts = (newlines[idx - 1] + 1).tolist()
-                if idx[0] == 0:
-                    starts[0] = 0
-                for k, a, b in zip(idx.tolist(), starts, ends, strict=True):
-                    yield lineno + k + 1, chunk[a:b]
-            n = chunk.count(b"\n")
-            lineno += n
-            yield n
+            hits = [m.start() for find in finders for m in find(low)]
+            newlines = np.flatnonzero(np.frombuffer(chunk, dtype=np.uint8) == 10)
+            idx = np.sort(np.searchsorted(newlines, hits))
+            idx = idx[np.diff(idx, prepend=-1) != 0]  # each line once
+            starts = np.where(idx > 0, newlines[idx - 1] + 1, 0).tolist()
+            lines = [chunk[a:b] for a, b in zip(starts, newlines[idx].tolist(), strict=True)]
+            yield lineno, lines, idx, len(newlines)
+            lineno += len(newlines)
     finally:
         close = getattr(fh, "close", None)
         if close is not None:
             close()
 
 
-def read_sightings(
+class _Irregular(Exception):
+    """A block the columnar fast path cannot take as a whole; parsed line by line instead."""
+
+
+def read_blocks(
     path: str | Path,
     rx_index: dict[str, int],
     stats: TraceStats,
     registered: dict[str, str] | None = None,
-) -> Iterator[tuple[str, int, float, float]]:
-    """(tag, receiver index, rssi, t) for every advertisement in the trace that carries a tag.
+    start: int = 0,
+    end: int | None = None,
+) -> Iterator[SightingBlock]:
+    """The trace's tag sightings, a block (a few thousand) at a time, as columns.
 
     `registered` maps upper-case addresses to tag ids (`mac:<addr>`) for address-registered tags.
     Malformed lines are counted and skipped (the first few logged with their line number).
+    A block whose lines are all well-formed is converted column-wise; a block with a bad line is
+    parsed line by line, so the bad line is reported and every good one kept.
     """
     src = str(path)
     reg = registered or {}
-    loads = orjson.loads
-    candidates = 0
-    for item in candidate_lines(path, [*FRAME_MARKERS, *(a.encode() for a in reg)]):
-        if isinstance(item, int):
-            stats.lines += item
+    needles = [*FRAME_MARKERS, *(a.encode() for a in reg)]
+    first_line = 0 if start == 0 else -1  # a range's line numbers are counted when needed
+    for base, lines, idx, n_lines in candidate_lines(path, needles, start=start, end=end):
+        stats.lines += n_lines
+        stats.skipped_no_frame += n_lines - len(lines)
+        if not lines:
             continue
-        lineno, line = item
-        candidates += 1
+        try:
+            tags, rx, rssi, t = _columns(lines, rx_index, reg, stats)
+        except (_Irregular, orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+            if first_line < 0:
+                first_line = _lines_before(path, start)
+            linenos = (idx + first_line + base + 1).tolist()
+            tags, rx, rssi, t = _one_by_one(lines, linenos, src, rx_index, reg, stats)
+        if tags:
+            if stats.first_t is None:
+                stats.first_t = t[0]
+            stats.last_t = t[-1]
+            stats.sightings += len(tags)
+            yield SightingBlock(
+                tags,
+                np.array(rx, dtype=np.int64),
+                np.array(rssi, dtype=np.float64),
+                np.array(t, dtype=np.float64),
+            )
+
+
+_NUMBER = {int, float}
+
+
+def _lines_before(path: str | Path, offset: int) -> int:
+    n = 0
+    with open(path, "rb") as fh:
+        while offset > 0:
+            chunk = fh.read(min(1 << 22, offset))
+            if not chunk:
+                break
+            n += chunk.count(b"\n")
+            offset -= len(chunk)
+    return n
+
+
+def _columns(
+    lines: list[bytes], rx_index: dict[str, int], reg: dict[str, str], stats: TraceStats
+) -> tuple[list[str], list[int], list[float], list[float]]:
+    """Fast path: every line a JSON object with numeric t and rssi (else _Irregular)."""
+    loads = orjson.loads
+    objs = [loads(line) for line in lines]
+    ts = [o["t"] for o in objs]
+    rs = [o["rssi"] for o in objs]
+    if not _NUMBER.issuperset(map(type, ts)) or not _NUMBER.issuperset(map(type, rs)):
+        raise _Irregular
+    rxs = [rx_index.get(r) if type(r) is str else None for r in (o["rx"] for o in objs)]
+    tags = [tag_id_from_json(o.get("mfg"), o.get("svc")) for o in objs]
+    out_tags, out_rx, out_rssi, out_t = [], [], [], []
+    for k, tag in enumerate(tags):
+        if tag is None:
+            addr = objs[k].get("addr")
+            tag = reg.get(addr.upper()) if reg and isinstance(addr, str) else None
+            if tag is None:
+                stats.skipped_no_frame += 1
+                continue
+        i = rxs[k]
+        if i is None:
+            stats.unknown_receiver += 1
+            continue
+        out_tags.append(tag)
+        out_rx.append(i)
+        out_rssi.append(float(rs[k]))
+        out_t.append(float(ts[k]))
+    return out_tags, out_rx, out_rssi, out_t
+
+
+def _one_by_one(
+    lines: list[bytes],
+    linenos: list[int],
+    src: str,
+    rx_index: dict[str, int],
+    reg: dict[str, str],
+    stats: TraceStats,
+) -> tuple[list[str], list[int], list[float], list[float]]:
+    out_tags, out_rx, out_rssi, out_t = [], [], [], []
+    loads = orjson.loads
+    for lineno, line in zip(linenos, lines, strict=True):
         try:
             obj = loads(line)
             t = obj["t"]
@@ -152,9 +250,19 @@ def read_sightings(
         if i is None:
             stats.unknown_receiver += 1
             continue
-        if stats.first_t is None:
-            stats.first_t = float(t)
-        stats.last_t = float(t)
-        stats.sightings += 1
-        yield tag, i, float(rssi), float(t)
-    stats.skipped_no_frame += stats.lines - candidates
+        out_tags.append(tag)
+        out_rx.append(i)
+        out_rssi.append(float(rssi))
+        out_t.append(float(t))
+    return out_tags, out_rx, out_rssi, out_t
+
+
+def read_sightings(
+    path: str | Path,
+    rx_index: dict[str, int],
+    stats: TraceStats,
+    registered: dict[str, str] | None = None,
+) -> Iterator[tuple[str, int, float, float]]:
+    """(tag, receiver index, rssi, t) for every advertisement in the trace that carries a tag."""
+    for b in read_blocks(path, rx_index, stats, registered):
+        yield from zip(b.tags, b.rx.tolist(), b.rssi.tolist(), b.t.tolist(), strict=True)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sqlite3
-import ssl
 import threading
 from pathlib import Path
 from typing import Any
@@ -34,6 +32,8 @@ class Report:
 
 def mqtt_probe(settings: Any, timeout: float = 5.0) -> str | None:
     """Connect once and wait for the CONNACK; None when accepted, else the reason in words."""
+    import ssl
+
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
@@ -77,6 +77,7 @@ def mqtt_probe(settings: Any, timeout: float = 5.0) -> str | None:
 
 def cmd_check(a: argparse.Namespace) -> int:
     import logging
+    import sqlite3
 
     from drivers.base import parse_source_uri
 

@@ -157,7 +157,9 @@ def cmd_replay(a: argparse.Namespace) -> int:
     with open(_open_out(a.events), "wb") as ev:
         tl = open(_open_out(a.timeline), "wb") if a.timeline else None  # noqa: SIM115
         try:
-            s = replay_trace(a.trace, tracker, ident, ev, tl, registered_tags(cfg), matcher)
+            s = replay_trace(
+                a.trace, tracker, ident, ev, tl, registered_tags(cfg), matcher, a.workers
+            )
         finally:
             if tl is not None:
                 tl.close()
@@ -341,6 +343,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--min-dwell", type=float, default=None)
     r.add_argument("--raw-ids", action="store_true", help="keep raw tag ids (for evaluation)")
     r.add_argument("--offers", help="an offer catalogue (JSON): writes offer_triggered events too")
+    r.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="processes parsing the trace (default: one per core, at most 4; 1: no extra process)",
+    )
     r.add_argument(
         "--classifier",
         choices=["model", "nearest"],

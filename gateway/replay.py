@@ -7,7 +7,8 @@ from typing import IO, Any
 
 import orjson
 
-from drivers.replay import TraceStats, read_sightings
+from drivers.replay import TraceStats
+from drivers.trace_workers import read_blocks_parallel
 from positioning.offers import OfferMatcher
 from positioning.tracker import ZoneTracker
 from positioning.types import DwellEvent
@@ -33,11 +34,12 @@ def replay_trace(
     timeline_out: IO[bytes] | None = None,
     registered: dict[str, str] | None = None,
     matcher: OfferMatcher | None = None,
+    workers: int | None = None,
 ) -> ReplaySummary:
     stats = TraceStats()
     seq = 0
     dwells = 0
-    observe = tracker.observe
+    observe = tracker.observe_batch
     next_tick = float("-inf")
     pending = tracker.events
     last_t = 0.0
@@ -70,14 +72,22 @@ def replay_trace(
             )
             tracker.segments.clear()
 
-    for tag, rx, rssi, t in read_sightings(trace, tracker.rx_index, stats, registered):
-        observe(tag, rx, rssi, t)
-        if t >= next_tick:
-            next_tick = t + TICK_S
-            tracker.tick(t)
-            flush()
-            offers(t)
-        last_t = t
+    for blk in read_blocks_parallel(trace, tracker.rx_index, stats, registered, workers):
+        # the batch up to and including the first sighting at or after the next tick, then the
+        # tick: exactly where feeding the sightings one by one would tick
+        ts = blk.t
+        lo, n = 0, len(blk)
+        while lo < n:
+            due = ts[lo:] >= next_tick
+            hi = lo + int(due.argmax()) + 1 if due.any() else n
+            observe(blk.tags[lo:hi], blk.rx[lo:hi], blk.rssi[lo:hi], ts[lo:hi])
+            last_t = float(ts[hi - 1])
+            if last_t >= next_tick:
+                next_tick = last_t + TICK_S
+                tracker.tick(last_t)
+                flush()
+                offers(last_t)
+            lo = hi
     tracker.tick(last_t)
     tracker.finish(last_t)
     flush()

@@ -35,6 +35,8 @@ import numpy.typing as npt
 from .layout import FloatArray, Layout, points_in_polygon
 from .pathloss import RadioModel, predicted_rssi
 
+BoolArray = npt.NDArray[np.bool_]
+
 
 @dataclass(frozen=True, slots=True)
 class ClassifierParams:
@@ -85,8 +87,11 @@ class ZoneClassifier:
         sig = np.sqrt(base[None, :] ** 2 + (p.extra_sigma_db * share) ** 2)  # points x receivers
         self.inv_var = 1.0 / (sig * sig)
         self.sigma = sig
+        # receivers x points, for the censored term
+        self._inv_sigma = np.ascontiguousarray(1.0 / sig.T)
+        self._headroom = np.ascontiguousarray((self.pred - model.sensitivity_dbm).T)
         ivp = self.inv_var * self.pred
-        self._w = np.ascontiguousarray(np.hstack([self.inv_var, ivp, ivp * self.pred]))
+        self._wt = np.ascontiguousarray(np.hstack([self.inv_var, ivp, ivp * self.pred]).T)
         self.sens = model.sensitivity_dbm
         self.shrink = 1.0 / (model.device_sigma_db**2)
         # the baseline's map: receiver -> the zone it hangs over (else the class "no zone")
@@ -111,54 +116,67 @@ class ZoneClassifier:
         self._present = np.bincount(self.cls, minlength=self.n_classes) > 0
 
     def log_likelihood(self, heard: list[int], levels: list[float]) -> FloatArray:
+        """Per-class log-likelihood of `levels` (dBm) at receivers `heard` (indices)."""
+        n_rx = self.pred.shape[1]
+        mask = np.zeros((1, n_rx), dtype=bool)
+        lv = np.zeros((1, n_rx))
+        mask[0, heard] = True
+        lv[0, heard] = levels
+        out: FloatArray = self.log_likelihood_batch(mask, lv)[0]
+        return out
+
+    def log_likelihood_batch(self, heard: BoolArray, levels: FloatArray) -> FloatArray:
+        """Per-class log-likelihoods (decisions x classes) of many observations at once: row d
+        holds the levels of decision d, used where `heard[d]` is true."""
         if self.method == "nearest":
             return self._nearest(heard, levels)
         return self._model(heard, levels)
 
-    def _nearest(self, heard: list[int], levels: list[float]) -> FloatArray:
+    def _nearest(self, heard: BoolArray, levels: FloatArray) -> FloatArray:
         """Baseline: the zone under the strongest receiver (its own zone, or none)."""
-        best = heard[max(range(len(heard)), key=levels.__getitem__)]
-        out = np.full(self.n_classes, -5.0)
-        out[self._rx_class[best]] = 0.0
+        best = np.where(heard, levels, -np.inf).argmax(axis=1)
+        out = np.full((len(levels), self.n_classes), -5.0)
+        out[np.arange(len(levels)), np.asarray(self._rx_class)[best]] = 0.0
         return out
 
-    def _model(self, heard: list[int], levels: list[float]) -> FloatArray:
-        """Per-class log-likelihood of `levels` (dBm) at receivers `heard` (indices).
-
-        For each point, with residuals d = z - pred over the heard receivers and weights iv:
+    def _model(self, heard: BoolArray, levels: FloatArray) -> FloatArray:
+        """For each point, with residuals d = z - pred over the heard receivers and weights iv:
         offset = sum(iv d) / (sum(iv) + 1/device_var), and the Gaussian term
         sum(iv (d - offset)^2) = sum(iv d^2) - 2 offset sum(iv d) + offset^2 sum(iv).
-        The three sums expand into matrix-vector products with precomputed iv*pred and
-        iv*pred^2, so a decision costs a few BLAS calls, not points x receivers temporaries.
+        The three sums expand into one matrix product of precomputed [iv | iv*pred | iv*pred^2]
+        with the decisions' [mask, z, z^2] columns, so a batch of decisions costs one BLAS call
+        and a few array passes, not points x receivers temporaries per decision.
         """
-        n_rx = self.pred.shape[1]
-        v = np.zeros((3 * n_rx, 3))
-        z = np.asarray(levels, dtype=float)
-        hh = np.asarray(heard, dtype=np.intp)
-        # [iv | iv*pred | iv*pred^2] @ v = [sum iv, sum iv d, sum iv d^2] in one product
-        v[hh, 0] = 1.0
-        v[hh, 1] = z
-        v[hh, 2] = z * z
-        v[n_rx + hh, 1] = -1.0
-        v[n_rx + hh, 2] = -2.0 * z
-        v[2 * n_rx + hh, 2] = 1.0
-        cab = self._w @ v
-        c, a, b = cab[:, 0], cab[:, 1], cab[:, 2]
-        m = v[:n_rx, 0]
+        n_dec, n_rx = heard.shape
+        m = heard.astype(float)  # decisions x receivers
+        z = np.where(heard, levels, 0.0)
+        v = np.zeros((3, n_dec, 3 * n_rx))
+        v[0, :, :n_rx] = m
+        v[1, :, :n_rx] = z
+        v[1, :, n_rx : 2 * n_rx] = -m
+        v[2, :, :n_rx] = z * z
+        v[2, :, n_rx : 2 * n_rx] = -2.0 * z
+        v[2, :, 2 * n_rx :] = m
+        # decisions x points, each: sum iv, sum iv d, sum iv d^2
+        c, a, b = (v.reshape(3 * n_dec, 3 * n_rx) @ self._wt).reshape(3, n_dec, -1)
         delta = a / (c + self.shrink)
-        ll = -0.5 * (b - 2.0 * delta * a + delta * delta * c) - 0.5 * self.shrink * delta * delta
-        if len(heard) < n_rx:
-            unheard = np.flatnonzero(m == 0.0)
-            excess = (self.pred[:, unheard] + delta[:, None] - self.sens) / self.sigma[:, unheard]
-            np.maximum(excess, 0.0, out=excess)
-            ll -= 0.5 * np.einsum("ij,ij->i", excess, excess)
+        # -0.5 (b - 2 delta a + delta^2 c) - 0.5 shrink delta^2, and delta (c + shrink) = a
+        ll = -0.5 * (b - delta * a)
+        # receivers that do not hear the tag where the model says they should (censored):
+        # all (decision, receiver) pairs at once, summed per decision
+        dec, rxu = np.nonzero(~heard)
+        if len(dec):
+            ex = (delta[dec] + self._headroom[rxu]) * self._inv_sigma[rxu]
+            np.maximum(ex, 0.0, out=ex)
+            ex *= ex
+            first = np.flatnonzero(np.diff(dec, prepend=-1))
+            ll[dec[first]] -= 0.5 * np.add.reduceat(ex, first, axis=0)
         ll += self.logw
         # log-sum-exp per class (points are sorted by class), plus the class prior
-        mx = float(ll.max())
-        sums = np.add.reduceat(np.exp(ll - mx), self.starts)
-        out = np.full(self.n_classes, -np.inf)
-        with np.errstate(divide="ignore"):
-            out[self._present] = np.log(sums[self._present]) + mx + self._log_prior[self._present]
+        mx = ll.max(axis=1, keepdims=True)
+        sums = np.add.reduceat(np.exp(ll - mx), self.starts[self._present], axis=1)
+        out = np.full((n_dec, self.n_classes), -np.inf)
+        out[:, self._present] = np.log(sums) + mx + self._log_prior[self._present]
         return out
 
 

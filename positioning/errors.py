@@ -16,3 +16,6 @@ class InputError(ShelfgateError):
         self.expected = expected
         loc = f"{source}: {where}" if where else source
         super().__init__(f"{loc}: {expected}")
+
+    def __reduce__(self) -> tuple[type[InputError], tuple[str, str, str]]:
+        return (InputError, (self.source, self.where, self.expected))  # crosses process bounds

@@ -1,24 +1,30 @@
 """The sans-IO pipeline core: sightings in, zone changes and dwell events out.
 
-    observe(tag, receiver, rssi, t)  ->  per (tag, receiver) Kalman filter
-                                      ->  ZoneClassifier + ZoneBelief (hysteresis), ~1 Hz per tag
-                                      ->  DwellDetector
-    tick(t)                          ->  timeouts: lost tags, dwell exits, thresholds
+    observe_batch(tags, receivers, rssi, t)  ->  per (tag, receiver) Kalman filter
+                                              ->  ZoneClassifier + ZoneBelief (hysteresis),
+                                                  ~1 Hz per tag
+                                              ->  DwellDetector
+    tick(t)                                  ->  timeouts: lost tags, dwell exits, thresholds
 
-The live daemon and `replay` feed the same object; outputs are collected in `events` and
-`segments` for the caller to drain. Memory is bounded: a tag unheard for `tag_expiry_s` is
+The live daemon and `replay` feed the same object, a batch of sightings at a time (what a radio
+delivered since the last call, or a block of a trace); the result is the same as feeding them one
+by one (`observe`), which tests check, but the Kalman updates and the zone decisions of a batch
+run as array operations. Outputs are collected in `events` and `segments` for the caller to
+drain. Memory is bounded: a tag unheard for `tag_expiry_s` is
 dropped, and at most `max_tags` tags are tracked (the least recently heard is evicted).
 """
 
 from __future__ import annotations
 
-import functools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from .classifier import ClassifierParams, ZoneBelief, ZoneClassifier
 from .dwell import DwellDetector, DwellParams
-from .kalman import KalmanParams, RssiStreams
+from .kalman import FloatArray, IntArray, KalmanParams, StreamBank
 from .layout import Layout
 from .pathloss import RadioModel
 from .position_kalman import PositionFilter, PositionParams
@@ -53,12 +59,14 @@ class _Tag:
         "position",
         "seg_start",
         "seg_zone",
-        "streams",
+        "slot",
+        "tag",
         "uwb_zone",
     )
 
-    def __init__(self, n_rx: int, n_classes: int) -> None:
-        self.streams = RssiStreams(n_rx)
+    def __init__(self, tag: TagId, slot: int, n_classes: int) -> None:
+        self.tag = tag
+        self.slot = slot  # this tag's row in the StreamBank
         self.belief = ZoneBelief(n_classes)
         self.next_classify = -math.inf
         self.last_heard = -math.inf
@@ -94,7 +102,10 @@ class ZoneTracker:
         self.segments: list[ZoneSegment] = []
         self.record_segments = record_segments
         self._tags: dict[TagId, _Tag] = {}
-        self._kalman = functools.partial(RssiStreams.update, prm=self.params.kalman)
+        self._bank = StreamBank(self.n_rx)
+        self._free: list[int] = []  # slots of dropped tags, reused first
+        self._tags_by_slot: list[_Tag | None] = []  # None: a free slot
+        self._rx_range = np.arange(self.n_rx)[:, None]
         self.evicted = 0
 
     @property
@@ -103,23 +114,95 @@ class ZoneTracker:
 
     def observe(self, tag: TagId, rx: int, rssi: float, t: float) -> None:
         """One sighting of `tag` by receiver index `rx` (see `rx_index`)."""
-        st = self._tags.get(tag)
-        if st is None:
-            st = self._new_tag(tag)
-        st.last_heard = t
-        self._kalman(st.streams, rx, rssi, t)
-        if t >= st.next_classify:
-            st.next_classify = t + self.params.classify_every_s
-            self._classify(tag, st, t)
+        self.observe_batch([tag], np.array([rx]), np.array([rssi], dtype=float), np.array([t]))
+
+    def observe_batch(
+        self, tags: Sequence[TagId], rx: IntArray, rssi: FloatArray, t: FloatArray
+    ) -> None:
+        """Sightings in time order: sighting k is `tags[k]` heard by receiver index `rx[k]`."""
+        n = len(tags)
+        if n == 0:
+            return
+        slot_of = {tag: self._tag_for(tag, tags).slot for tag in dict.fromkeys(tags)}
+        slots = np.fromiter(map(slot_of.__getitem__, tags), dtype=np.int64, count=n)
+        order = np.argsort(slots, kind="stable")  # grouped by tag, time order within a tag
+        s_slot = slots[order]
+        uslots, first = np.unique(s_slot, return_index=True)
+        rows = np.arange(len(uslots)).repeat(np.diff(np.append(first, n)))
+        bank = self._bank
+        pre = (bank.level.reshape(-1, self.n_rx)[uslots], bank.t.reshape(-1, self.n_rx)[uslots])
+        with np.errstate(invalid="ignore", over="ignore"):
+            level = bank.update(slots, rx, rssi, t, self.params.kalman)
+        # which sightings start a zone decision: a tag is classified every classify_every_s
+        every = self.params.classify_every_s
+        t_sorted = t[order].tolist()
+        decide: list[int] = []  # positions in the grouped order
+        ends = [*first.tolist()[1:], n]
+        for lo, hi in zip(first.tolist(), ends, strict=True):
+            st = self._slot_tag(int(s_slot[lo]))
+            st.last_heard = t_sorted[hi - 1]
+            nc = st.next_classify
+            for j in range(lo, hi):
+                if t_sorted[j] >= nc:
+                    nc = t_sorted[j] + every
+                    decide.append(j)
+            st.next_classify = nc
+        if decide:
+            self._decide(np.asarray(decide), order, s_slot, rows, rx, t, level, pre)
+
+    def _decide(
+        self,
+        pos: IntArray,
+        order: IntArray,
+        s_slot: IntArray,
+        rows: IntArray,
+        rx: IntArray,
+        t: FloatArray,
+        level: FloatArray,
+        pre: tuple[FloatArray, FloatArray],
+    ) -> None:
+        """Zone decisions at grouped positions `pos`: each uses its tag's levels as they were
+        right after that sighting (the batch's latest per receiver, else the state before it)."""
+        n = len(order)
+        # latest[i, j]: grouped position of the last sighting by receiver i at or before j
+        latest = np.where(rx[order][None, :] == self._rx_range, np.arange(n)[None, :], -1)
+        np.maximum.accumulate(latest, axis=1, out=latest)
+        last = latest[:, pos].T  # decisions x receivers
+        own = (last >= 0) & (s_slot[np.maximum(last, 0)] == s_slot[pos][:, None])
+        src = order[np.maximum(last, 0)]
+        lv = np.where(own, level[src], pre[0][rows[pos]])
+        lt = np.where(own, t[src], pre[1][rows[pos]])
+        at = t[order[pos]]
+        heard = lt >= (at - self.params.fresh_s)[:, None]
+        any_heard = np.asarray(heard.any(axis=1), dtype=bool)
+        ll = self.classifier.log_likelihood_batch(heard[any_heard], lv[any_heard])
+        row_of: list[int] = (np.cumsum(any_heard) - 1).tolist()
+        heard_l: list[bool] = any_heard.tolist()
+        at_l = at.tolist()
+        cp = self.params.classifier
+        for d in np.argsort(order[pos], kind="stable").tolist():  # in sighting order
+            if not heard_l[d]:
+                continue
+            row = row_of[d]
+            tt = at_l[d]
+            st = self._slot_tag(int(s_slot[pos[d]]))
+            if st.lost:
+                st.lost = False
+                if st.seg_start == -math.inf:
+                    st.seg_start = tt
+            change = st.belief.update(ll[row], tt, cp)
+            if change is not None:
+                cls, since = change
+                self._zone_changed(
+                    st.tag, st, self.classifier.zone_ids[cls], max(since, st.seg_start)
+                )
 
     def observe_position(
         self, tag: TagId, x: float, y: float, t: float, quality: int = 100
     ) -> None:
         """One UWB fix: filtered, then the zone under it, with the same hysteresis rule as the
         RSSI classifier (a new zone must hold for `confirm_s`; the change is dated back)."""
-        st = self._tags.get(tag)
-        if st is None:
-            st = self._new_tag(tag)
+        st = self._tag_for(tag)
         st.last_heard = t
         if st.position is None:
             st.position = PositionFilter()
@@ -160,12 +243,31 @@ class ZoneTracker:
         for tag, st in list(self._tags.items()):
             self._drop(tag, st, min(t, st.last_heard))
 
-    def _new_tag(self, tag: TagId) -> _Tag:
+    def _slot_tag(self, slot: int) -> _Tag:
+        st = self._tags_by_slot[slot]
+        assert st is not None, "a sighting refers to a free slot"
+        return st
+
+    def _tag_for(self, tag: TagId, batch: Sequence[TagId] = ()) -> _Tag:
+        st = self._tags.get(tag)
+        if st is not None:
+            return st
         if len(self._tags) >= self.params.max_tags:
-            oldest = min(self._tags.items(), key=lambda kv: kv[1].last_heard)
-            self._drop(oldest[0], oldest[1], oldest[1].last_heard)
-            self.evicted += 1
-        st = _Tag(self.n_rx, self.classifier.n_classes)
+            # evict the least recently heard tag (not one of the batch being observed)
+            heard = set(batch) if len(batch) > 1 else set()
+            cands = [kv for kv in self._tags.items() if kv[0] not in heard]
+            if cands:
+                old_tag, old = min(cands, key=lambda kv: kv[1].last_heard)
+                self._drop(old_tag, old, old.last_heard)
+                self.evicted += 1
+        if self._free:
+            slot = self._free.pop()
+        else:
+            slot = len(self._tags_by_slot)
+            self._bank.grow(slot + 1)
+            self._tags_by_slot.append(None)
+        st = _Tag(tag, slot, self.classifier.n_classes)
+        self._tags_by_slot[slot] = st
         self._tags[tag] = st
         return st
 
@@ -176,22 +278,9 @@ class ZoneTracker:
             self.segments.append(ZoneSegment(tag, None, st.seg_start, st.last_heard))
         self.events.extend(self.dwell.close(tag, st.last_heard))
         del self._tags[tag]
-
-    def _classify(self, tag: TagId, st: _Tag, t: float) -> None:
-        fresh = t - self.params.fresh_s
-        s = st.streams
-        heard = [i for i in range(self.n_rx) if s.t[i] >= fresh]
-        if not heard:
-            return
-        if st.lost:
-            st.lost = False
-            if st.seg_start == -math.inf:
-                st.seg_start = t
-        ll = self.classifier.log_likelihood(heard, [s.level[i] for i in heard])
-        change = st.belief.update(ll, t, self.params.classifier)
-        if change is not None:
-            cls, since = change
-            self._zone_changed(tag, st, self.classifier.zone_ids[cls], max(since, st.seg_start))
+        self._bank.clear(st.slot)
+        self._free.append(st.slot)
+        self._tags_by_slot[st.slot] = None
 
     def _zone_changed(self, tag: TagId, st: _Tag, zone: str | None, t: float) -> None:
         if zone == st.seg_zone:
