@@ -4,7 +4,7 @@
 
 A BLED112 emulator (a child process) writes gap_scan_response frames into a pty as fast as it
 can; this process runs the real SerialSource (reader thread, decoder, hand-over to the event
-loop) and ZoneTracker.observe. CPU time of this process (all threads) / advertisements.
+loop) and ZoneTracker.observe_sightings. CPU time of this process (all threads) / advertisements.
 """
 
 from __future__ import annotations
@@ -66,8 +66,7 @@ def main() -> None:
         batch = await first
         c0, w0 = time.process_time(), time.perf_counter()
         while True:
-            for tag, rx, rssi, t in batch:
-                trk.observe(tag, rx, rssi, t)
+            trk.observe_sightings(batch)
             n += len(batch)
             if n >= a.frames:
                 break

@@ -284,7 +284,7 @@ class Gateway:
 
         pumps = [asyncio.create_task(pump(s), name=f"source {s.name}") for s in sources]
         running = len(pumps)
-        observe = self.tracker.observe
+        observe = self.tracker.observe_sightings
         next_tick = float("-inf")
         last_t = 0.0
         live = True
@@ -314,8 +314,7 @@ class Gateway:
                         self.tracker.observe_position(f.tag, f.x, f.y, f.t, f.quality)
                     last_t = batch[-1].t
                 else:
-                    for tag, rx, rssi, t in batch:
-                        observe(tag, rx, rssi, t)
+                    observe(batch)
                     last_t = batch[-1][3]
                 if last_t >= next_tick:
                     next_tick = last_t + TICK_S

@@ -116,6 +116,17 @@ class ZoneTracker:
         """One sighting of `tag` by receiver index `rx` (see `rx_index`)."""
         self.observe_batch([tag], np.array([rx]), np.array([rssi], dtype=float), np.array([t]))
 
+    def observe_sightings(self, batch: Sequence[tuple[TagId, int, float, float]]) -> None:
+        """A source's batch of (tag, receiver index, rssi, t) tuples, in time order."""
+        if batch:
+            tags, rx, rssi, t = zip(*batch, strict=True)
+            self.observe_batch(
+                tags,
+                np.array(rx, dtype=np.int64),
+                np.array(rssi, dtype=np.float64),
+                np.array(t, dtype=np.float64),
+            )
+
     def observe_batch(
         self, tags: Sequence[TagId], rx: IntArray, rssi: FloatArray, t: FloatArray
     ) -> None:
