@@ -1,0 +1,117 @@
+"""Batching and parallel parsing change nothing but speed: one by one, in batches of any size and
+through forked parser processes, the same trace gives the same sightings, zones and dwells."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from drivers import trace_workers
+from drivers.replay import TraceStats, read_blocks, read_sightings
+from drivers.sim import write_trace
+from drivers.trace_workers import read_blocks_parallel
+from gateway.layoutfile import load_layout
+from positioning.dwell import DwellParams
+from positioning.storesim import SimParams, StoreSimulation
+from positioning.tracker import TrackerParams, ZoneTracker
+
+from .conftest import ROOT
+
+LAYOUT = ROOT / "config" / "layout.toml"
+
+
+@pytest.fixture(scope="module")
+def trace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    layout = load_layout(LAYOUT)
+    sim = StoreSimulation(layout, SimParams(shoppers=8, devices=20, seed=5))
+    buf = io.StringIO()
+    write_trace(sim, 600.0, buf)
+    lines = buf.getvalue().splitlines(keepends=True)
+    # damage a few lines far into the file: they must be reported with their own line numbers
+    for k in (len(lines) // 3, 2 * len(lines) // 3, len(lines) - 5):
+        lines[k] = '{"t": 1767261700.0, "rx": "rx01", "mfg": {"76": "0215' + "\n"
+    p = tmp_path_factory.mktemp("batch") / "trace.jsonl"
+    p.write_text("".join(lines))
+    return p
+
+
+def _tracker() -> ZoneTracker:
+    layout = load_layout(LAYOUT)
+    return ZoneTracker(
+        layout, params=TrackerParams(dwell=DwellParams(min_dwell_s=20.0)), record_segments=True
+    )
+
+
+def test_one_by_one_equals_batches_with_ticks_at_the_same_sightings(trace: Path) -> None:
+    """With ticks at the same places, batches of any size give exactly the per-sighting result."""
+    layout_rows = list(read_sightings(trace, _tracker().rx_index, TraceStats()))
+    ticks = set(range(0, len(layout_rows), 400))
+
+    def run(batch: int) -> tuple[list[object], list[object]]:
+        trk = _tracker()
+        pending: list[tuple[str, int, float, float]] = []
+        for k, row in enumerate(layout_rows):
+            pending.append(row)
+            if len(pending) >= batch or k in ticks:
+                trk.observe_sightings(pending)
+                pending = []
+            if k in ticks:
+                trk.tick(row[3])
+        trk.observe_sightings(pending)
+        trk.finish(layout_rows[-1][3])
+        return list(trk.events), list(trk.segments)
+
+    ref = run(1)
+    assert ref[0]
+    for batch in (2, 64, 5000):
+        assert run(batch) == ref
+
+
+def _columns(blocks: list[object]) -> tuple[list[str], list[int], list[float], list[float]]:
+    tags: list[str] = []
+    rx: list[int] = []
+    rssi: list[float] = []
+    t: list[float] = []
+    for b in blocks:
+        tags += b.tags  # type: ignore[attr-defined]
+        rx += b.rx.tolist()  # type: ignore[attr-defined]
+        rssi += b.rssi.tolist()  # type: ignore[attr-defined]
+        t += b.t.tolist()  # type: ignore[attr-defined]
+    return tags, rx, rssi, t
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_parallel_parsing_reads_exactly_what_one_process_reads(
+    trace: Path, workers: int, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(trace_workers, "MIN_BYTES_PER_WORKER", 1)  # split even a small trace
+    rx_index = load_layout(LAYOUT).receiver_index()
+    one = TraceStats()
+    ref = _columns(list(read_blocks(trace, rx_index, one)))
+    par = TraceStats()
+    got = _columns(list(read_blocks_parallel(trace, rx_index, par, workers=workers)))
+    assert got == ref
+    assert np.all(np.diff(np.array(got[3])) >= 0)  # file order kept across the ranges
+    assert (par.lines, par.sightings, par.skipped_no_frame, par.bad_lines) == (
+        one.lines,
+        one.sightings,
+        one.skipped_no_frame,
+        one.bad_lines,
+    )
+    assert par.bad_lines == 3
+    # the damaged lines are named with their line number in the whole file
+    assert par.bad_examples == one.bad_examples
+    text = trace.read_text().splitlines()
+    for ex in par.bad_examples:
+        lineno = int(ex.split(":")[1])
+        assert text[lineno - 1].endswith('"0215'), ex
+
+
+def test_parallel_reader_reports_a_missing_file(tmp_path: Path) -> None:
+    from positioning.errors import InputError
+
+    with pytest.raises(InputError, match="file not found"):
+        list(read_blocks_parallel(tmp_path / "nope.jsonl", {}, TraceStats(), workers=2))
