@@ -10,6 +10,7 @@ the whole file.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import multiprocessing as mp
 import os
@@ -96,6 +97,7 @@ def _work(
     registered: dict[str, str] | None,
     q: Queue[object],
 ) -> None:
+    gc.disable()  # a parser makes no reference cycles; the collector would only rescan its lists
     stats = TraceStats()
     try:
         for blk in read_blocks(path, rx_index, stats, registered, start=start, end=end):
