@@ -17,7 +17,7 @@ dropped, and at most `max_tags` tags are tracked (the least recently heard is ev
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -134,7 +134,8 @@ class ZoneTracker:
         n = len(tags)
         if n == 0:
             return
-        slot_of = {tag: self._tag_for(tag, tags).slot for tag in dict.fromkeys(tags)}
+        in_batch = dict.fromkeys(tags)
+        slot_of = {tag: self._tag_for(tag, in_batch).slot for tag in in_batch}
         slots = np.fromiter(map(slot_of.__getitem__, tags), dtype=np.int64, count=n)
         order = np.argsort(slots, kind="stable")  # grouped by tag, time order within a tag
         s_slot = slots[order]
@@ -259,14 +260,13 @@ class ZoneTracker:
         assert st is not None, "a sighting refers to a free slot"
         return st
 
-    def _tag_for(self, tag: TagId, batch: Sequence[TagId] = ()) -> _Tag:
+    def _tag_for(self, tag: TagId, batch: Container[TagId] = ()) -> _Tag:
         st = self._tags.get(tag)
         if st is not None:
             return st
         if len(self._tags) >= self.params.max_tags:
             # evict the least recently heard tag (not one of the batch being observed)
-            heard = set(batch) if len(batch) > 1 else set()
-            cands = [kv for kv in self._tags.items() if kv[0] not in heard]
+            cands = [kv for kv in self._tags.items() if kv[0] not in batch]
             if cands:
                 old_tag, old = min(cands, key=lambda kv: kv[1].last_heard)
                 self._drop(old_tag, old, old.last_heard)

@@ -115,3 +115,19 @@ def test_parallel_reader_reports_a_missing_file(tmp_path: Path) -> None:
 
     with pytest.raises(InputError, match="file not found"):
         list(read_blocks_parallel(tmp_path / "nope.jsonl", {}, TraceStats(), workers=2))
+
+
+def test_tag_memory_is_bounded_and_slots_are_reused() -> None:
+    """At max_tags the least recently heard tag is dropped (its stay closed) and its filter
+    slot goes to the newcomer, which starts from a clean filter."""
+    layout = load_layout(LAYOUT)
+    trk = ZoneTracker(layout, params=TrackerParams(max_tags=3))
+    for k in range(6):
+        trk.observe_sightings(
+            [(f"ibeacon:x:1:{k}", 0, -60.0, float(k)), (f"ibeacon:x:1:{k}", 1, -70.0, k + 0.1)]
+        )
+        assert trk.active_tags == min(k + 1, 3)
+    assert trk.evicted == 3
+    assert trk._bank.slots >= 3 and len(trk._tags_by_slot) == 3  # three slots, reused
+    # the newest tag's filter started fresh: its first level is its first measurement
+    assert trk._bank.level[trk._tags["ibeacon:x:1:5"].slot * trk.n_rx] == -60.0
