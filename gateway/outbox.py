@@ -29,6 +29,8 @@ from typing import Any
 import orjson
 import sqlite_utils
 
+from positioning.errors import ShelfgateError
+
 from .clock import Clock
 
 log = logging.getLogger(__name__)
@@ -400,14 +402,27 @@ def figures(conn: sqlite3.Connection) -> dict[str, Any]:
     }
 
 
-def read_status(path: str | Path) -> dict[str, Any]:
-    """The outbox figures, read-only (for `shelfgate status`, while the daemon runs)."""
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        conn.execute("PRAGMA busy_timeout=5000")
-        return figures(conn)
-    finally:
-        conn.close()
+def read_status(path: str | Path, wait_s: float = 5.0) -> dict[str, Any]:
+    """The outbox figures, read-only (for `shelfgate status`, while the daemon runs).
+
+    A daemon starting up may have created the file but not yet its tables: that is waited for
+    (up to `wait_s`), then reported as not an outbox."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            conn.execute("PRAGMA busy_timeout=5000")
+            return figures(conn)
+        except sqlite3.OperationalError as e:
+            if "no such table" not in str(e):
+                raise
+            if time.monotonic() >= deadline:
+                raise ShelfgateError(
+                    f"{path}: not a shelfgate outbox (no {str(e).split(':')[-1].strip()} table)"
+                ) from None
+        finally:
+            conn.close()
+        time.sleep(0.05)
 
 
 def clear_alerts(path: str | Path) -> int:

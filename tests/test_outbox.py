@@ -145,3 +145,16 @@ def test_kill9_loop_loses_no_committed_event(tmp_path: Path) -> None:
         top = c.execute("SELECT max(seq) FROM events").fetchone()[0]
     assert reported <= have
     assert have == set(range(1, top + 1))  # gapless
+
+
+def test_status_of_an_outbox_still_being_created(tmp_path: Path) -> None:
+    """`shelfgate status` (or a test) reading while a daemon creates the database: it waits for
+    the tables, and names a file that never gets them."""
+    import pytest
+
+    from positioning.errors import ShelfgateError
+
+    db = tmp_path / "outbox.db"
+    sqlite3.connect(db).close()  # the file exists, no tables yet
+    with pytest.raises(ShelfgateError, match="not a shelfgate outbox"):
+        read_status(db, wait_s=0.2)
