@@ -15,13 +15,8 @@ so zones lying between receivers, or outnumbering them, are still told apart by 
 levels. A zone's likelihood sums its points (uniform prior over the floor); floor outside every
 zone is the class "no zone" (aisles).
 
-Over time a per-tag belief is updated like an HMM forward filter with sticky transitions,
-evidence tempered by `evidence_weight` because successive filtered levels are correlated.
-
-Hysteresis rule (no flapping): the reported zone changes only when another class has been the
-most probable one, by a posterior ratio of at least `switch_ratio`, at every classification for
-`confirm_s` seconds in a row. The switch is then dated back to the first of those
-classifications, so the timeline does not lag by the confirmation time.
+Over time a per-tag belief filters the decisions, with a hysteresis rule against flapping
+(`belief.py`).
 """
 
 from __future__ import annotations
@@ -158,7 +153,7 @@ class ZoneClassifier:
         v[2, :, n_rx : 2 * n_rx] = -2.0 * z
         v[2, :, 2 * n_rx :] = m
         # decisions x points, each: sum iv, sum iv d, sum iv d^2
-        c, a, b = (v.reshape(3 * n_dec, 3 * n_rx) @ self._wt).reshape(3, n_dec, -1)
+        c, a, b = (v.reshape(3 * n_dec, 3 * n_rx) @ self._wt).reshape(3, n_dec, len(self.xs))
         delta = a / (c + self.shrink)
         # -0.5 (b - 2 delta a + delta^2 c) - 0.5 shrink delta^2, and delta (c + shrink) = a
         ll = -0.5 * (b - delta * a)
@@ -226,53 +221,3 @@ def _candidate_points(
         np.concatenate([q[2] for q in parts]).astype(np.int64),
         np.concatenate([q[3] for q in parts]),
     )
-
-
-class ZoneBelief:
-    """One tag's belief over classes and its reported zone, with the hysteresis rule."""
-
-    __slots__ = ("current", "last_t", "log_belief", "pending", "pending_since")
-
-    def __init__(self, n_classes: int) -> None:
-        self.log_belief = np.full(n_classes, -math.log(n_classes))
-        self.current = n_classes - 1  # start in "no zone"
-        self.pending = -1
-        self.pending_since = 0.0
-        self.last_t = -math.inf
-
-    def update(self, loglik: FloatArray, t: float, p: ClassifierParams) -> tuple[int, float] | None:
-        """Fold in one observation; returns (new class, switch time) when the zone changes."""
-        k = len(loglik)
-        dt = t - self.last_t
-        b = self.log_belief
-        if dt > 0 and math.isfinite(dt):
-            a = -math.expm1(-p.switch_rate_per_s * dt)
-            prob = np.exp(b)
-            prob = (1.0 - a) * prob + a / k
-            b = np.log(np.maximum(prob, 1e-300))
-        elif not math.isfinite(dt):
-            b = np.full(k, -math.log(k))
-        self.last_t = t
-        b = b + p.evidence_weight * np.where(np.isfinite(loglik), loglik, -1e9)
-        b -= b.max()
-        b -= math.log(float(np.exp(b).sum()))
-        self.log_belief = b
-        best = int(b.argmax())
-        if best == self.current or b[best] - b[self.current] < math.log(p.switch_ratio):
-            self.pending = -1
-            return None
-        if best != self.pending:
-            self.pending = best
-            self.pending_since = t
-        if t - self.pending_since >= p.confirm_s:
-            self.current = best
-            self.pending = -1
-            return best, self.pending_since
-        return None
-
-    def reset(self, t: float) -> None:
-        k = len(self.log_belief)
-        self.log_belief = np.full(k, -math.log(k))
-        self.current = k - 1
-        self.pending = -1
-        self.last_t = t

@@ -1,7 +1,7 @@
 """The sans-IO pipeline core: sightings in, zone changes and dwell events out.
 
     observe_batch(tags, receivers, rssi, t)  ->  per (tag, receiver) Kalman filter
-                                              ->  ZoneClassifier + ZoneBelief (hysteresis),
+                                              ->  ZoneClassifier + Beliefs (hysteresis),
                                                   ~1 Hz per tag
                                               ->  DwellDetector
     tick(t)                                  ->  timeouts: lost tags, dwell exits, thresholds
@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .classifier import ClassifierParams, ZoneBelief, ZoneClassifier
+from .belief import Beliefs
+from .classifier import ClassifierParams, ZoneClassifier
 from .dwell import DwellDetector, DwellParams
 from .kalman import FloatArray, IntArray, KalmanParams, StreamBank
 from .layout import Layout
@@ -48,7 +49,6 @@ class TrackerParams:
 
 class _Tag:
     __slots__ = (
-        "belief",
         "last_heard",
         "lost",
         "next_classify",
@@ -64,10 +64,9 @@ class _Tag:
         "uwb_zone",
     )
 
-    def __init__(self, tag: TagId, slot: int, n_classes: int) -> None:
+    def __init__(self, tag: TagId, slot: int) -> None:
         self.tag = tag
         self.slot = slot  # this tag's row in the StreamBank
-        self.belief = ZoneBelief(n_classes)
         self.next_classify = -math.inf
         self.last_heard = -math.inf
         self.seg_zone: str | None = None
@@ -103,6 +102,7 @@ class ZoneTracker:
         self.record_segments = record_segments
         self._tags: dict[TagId, _Tag] = {}
         self._bank = StreamBank(self.n_rx)
+        self._beliefs = Beliefs(self.classifier.n_classes)
         self._free: list[int] = []  # slots of dropped tags, reused first
         self._tags_by_slot: list[_Tag | None] = []  # None: a free slot
         self._rx_range = np.arange(self.n_rx)[:, None]
@@ -186,28 +186,41 @@ class ZoneTracker:
         lt = np.where(own, t[src], pre[1][rows[pos]])
         at = t[order[pos]]
         heard = lt >= (at - self.params.fresh_s)[:, None]
-        any_heard = np.asarray(heard.any(axis=1), dtype=bool)
-        ll = self.classifier.log_likelihood_batch(heard[any_heard], lv[any_heard])
-        row_of: list[int] = (np.cumsum(any_heard) - 1).tolist()
-        heard_l: list[bool] = any_heard.tolist()
-        at_l = at.tolist()
-        cp = self.params.classifier
-        for d in np.argsort(order[pos], kind="stable").tolist():  # in sighting order
-            if not heard_l[d]:
-                continue
-            row = row_of[d]
-            tt = at_l[d]
-            st = self._slot_tag(int(s_slot[pos[d]]))
+        # the decisions with a receiver in earshot, in sighting order
+        dec = np.flatnonzero(heard.any(axis=1))
+        if len(dec) == 0:
+            return
+        dec = dec[np.argsort(order[pos[dec]], kind="stable")]
+        ll = self.classifier.log_likelihood_batch(heard[dec], lv[dec])
+        slots = s_slot[pos[dec]]
+        at = at[dec]
+        # beliefs: one round per decision of the same tag in this batch (usually one)
+        o = np.argsort(slots, kind="stable")
+        new = np.diff(slots[o], prepend=-1) != 0
+        starts = np.flatnonzero(new)
+        rank = np.empty(len(dec), dtype=np.int64)
+        rank[o] = np.arange(len(dec)) - np.repeat(starts, np.diff(np.append(starts, len(dec))))
+        change = np.zeros(len(dec), dtype=bool)
+        best = np.zeros(len(dec), dtype=np.int64)
+        since = np.zeros(len(dec))
+        for r in range(int(rank.max(initial=-1)) + 1):
+            sel = np.flatnonzero(rank == r)
+            change[sel], best[sel], since[sel] = self._beliefs.update(
+                slots[sel], ll[sel], at[sel], self.params.classifier
+            )
+        # zone changes and timelines, in sighting order
+        zone_ids = self.classifier.zone_ids
+        decided = zip(
+            slots.tolist(), at.tolist(), change.tolist(), best.tolist(), since.tolist(), strict=True
+        )
+        for slot, tt, ch, cls, since_j in decided:
+            st = self._slot_tag(slot)
             if st.lost:
                 st.lost = False
                 if st.seg_start == -math.inf:
                     st.seg_start = tt
-            change = st.belief.update(ll[row], tt, cp)
-            if change is not None:
-                cls, since = change
-                self._zone_changed(
-                    st.tag, st, self.classifier.zone_ids[cls], max(since, st.seg_start)
-                )
+            if ch:
+                self._zone_changed(st.tag, st, zone_ids[cls], max(since_j, st.seg_start))
 
     def observe_position(
         self, tag: TagId, x: float, y: float, t: float, quality: int = 100
@@ -243,7 +256,7 @@ class ZoneTracker:
         for tag, st in list(self._tags.items()):
             if not st.lost and t - st.last_heard > p.lost_after_s:
                 st.lost = True
-                st.belief.reset(st.last_heard)
+                self._beliefs.reset(st.slot, st.last_heard)
                 st.uwb_zone = None
                 self._zone_changed(tag, st, None, st.last_heard)
             if t - st.last_heard > p.tag_expiry_s:
@@ -276,8 +289,10 @@ class ZoneTracker:
         else:
             slot = len(self._tags_by_slot)
             self._bank.grow(slot + 1)
+            self._beliefs.grow(slot + 1)
             self._tags_by_slot.append(None)
-        st = _Tag(tag, slot, self.classifier.n_classes)
+        self._beliefs.clear(slot)
+        st = _Tag(tag, slot)
         self._tags_by_slot[slot] = st
         self._tags[tag] = st
         return st

@@ -131,3 +131,16 @@ def test_tag_memory_is_bounded_and_slots_are_reused() -> None:
     assert trk._bank.slots >= 3 and len(trk._tags_by_slot) == 3  # three slots, reused
     # the newest tag's filter started fresh: its first level is its first measurement
     assert trk._bank.level[trk._tags["ibeacon:x:1:5"].slot * trk.n_rx] == -60.0
+
+
+def test_a_batch_where_no_decision_has_a_receiver_in_earshot() -> None:
+    """A tag heard again after its levels went stale: its decision has nothing to decide on
+    (regression: an empty batch of likelihoods once crashed the daemon)."""
+    layout = load_layout(LAYOUT)
+    trk = ZoneTracker(layout, params=TrackerParams(fresh_s=0.0))
+    trk.observe_sightings([("ibeacon:x:1:1", 0, -60.0, 100.0)])
+    trk.observe_sightings([("ibeacon:x:1:1", 1, -60.0, 101.5), ("ibeacon:x:1:2", 2, -70.0, 101.6)])
+    assert trk.active_tags == 2
+    clf = trk.classifier
+    empty = clf.log_likelihood_batch(np.zeros((0, trk.n_rx), dtype=bool), np.zeros((0, trk.n_rx)))
+    assert empty.shape == (0, clf.n_classes)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from positioning.classifier import ClassifierParams, ZoneBelief, ZoneClassifier
+from positioning.belief import ZoneBelief
+from positioning.classifier import ClassifierParams, ZoneClassifier
 from positioning.layout import Layout, Receiver, Zone
 from positioning.pathloss import RadioModel, ReceiverModel, predicted_rssi
 
