@@ -46,12 +46,17 @@ class TraceStats:
             log.warning("%s:%d: skipped: %s", path, lineno, why)
 
 
-def open_lines(path: str | Path) -> Iterable[bytes]:
+def require_trace(path: str | Path) -> Path:
     p = Path(path)
     if not p.exists():
         raise InputError(
             str(path), "", "file not found (expected a JSON-lines advertisement trace)"
         )
+    return p
+
+
+def open_lines(path: str | Path) -> Iterable[bytes]:
+    p = require_trace(path)
     if p.suffix == ".gz":
         import gzip
 

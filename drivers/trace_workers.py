@@ -20,7 +20,7 @@ from multiprocessing.process import BaseProcess
 from multiprocessing.queues import Queue
 from pathlib import Path
 
-from .replay import MAX_REPORTED, SightingBlock, TraceStats, open_lines, read_blocks
+from .replay import MAX_REPORTED, SightingBlock, TraceStats, read_blocks, require_trace
 
 MIN_BYTES_PER_WORKER = 8 << 20  # below this, forking costs more than it saves
 
@@ -39,8 +39,7 @@ def read_blocks_parallel(
 ) -> Iterator[SightingBlock]:
     """`read_blocks`, with the parsing spread over `workers` processes where that pays."""
     n = default_workers() if workers is None else workers
-    open_lines(path)  # a missing file is the caller's error, raised here
-    p = Path(path)
+    p = require_trace(path)  # a missing file is the caller's error, raised here
     size = p.stat().st_size
     n = min(n, size // MIN_BYTES_PER_WORKER)
     if n < 2 or p.suffix == ".gz" or "fork" not in mp.get_all_start_methods():
