@@ -6,10 +6,12 @@ import hashlib
 import hmac
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from positioning.offers import Trigger
 from positioning.types import DwellEvent
+
+if TYPE_CHECKING:
+    from positioning.offers import Trigger
 
 EVENT_SCHEMA = 1
 

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import gc
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
 from drivers.replay import TraceStats
 from drivers.trace_workers import read_blocks_parallel
-from positioning.offers import OfferMatcher
 from positioning.tracker import ZoneTracker
 from positioning.types import DwellEvent
 
 from .events import Identity, dwell_event_body, offer_event_body
+
+if TYPE_CHECKING:
+    from positioning.offers import OfferMatcher
 
 TICK_S = 1.0
 
