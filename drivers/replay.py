@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -139,6 +139,7 @@ def read_blocks(
     registered: dict[str, str] | None = None,
     start: int = 0,
     end: int | None = None,
+    lines_before: Callable[[int], int] | None = None,
 ) -> Iterator[SightingBlock]:
     """The trace's tag sightings, a block (a few thousand) at a time, as columns.
 
@@ -160,7 +161,7 @@ def read_blocks(
             tags, rx, rssi, t = _columns(lines, rx_index, reg, stats)
         except (_Irregular, orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
             if first_line < 0:
-                first_line = _lines_before(path, start)
+                first_line = (lines_before or LineCounter(path).lines_before)(start)
             linenos = (idx + first_line + base + 1).tolist()
             tags, rx, rssi, t = _one_by_one(lines, linenos, src, rx_index, reg, stats)
         if tags:
@@ -179,16 +180,27 @@ def read_blocks(
 _NUMBER = {int, float}
 
 
-def _lines_before(path: str | Path, offset: int) -> int:
-    n = 0
-    with open(path, "rb") as fh:
-        while offset > 0:
-            chunk = fh.read(min(1 << 22, offset))
-            if not chunk:
-                break
-            n += chunk.count(b"\n")
-            offset -= len(chunk)
-    return n
+class LineCounter:
+    """Line numbers of byte offsets, counted on demand and onwards from the last offset asked
+    (a reader that asks for increasing offsets reads the file at most once)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = path
+        self._offset = 0
+        self._lines = 0
+
+    def lines_before(self, offset: int) -> int:
+        if offset < self._offset:
+            self._offset, self._lines = 0, 0
+        with open(self.path, "rb") as fh:
+            fh.seek(self._offset)
+            while self._offset < offset:
+                chunk = fh.read(min(1 << 22, offset - self._offset))
+                if not chunk:
+                    break
+                self._lines += chunk.count(b"\n")
+                self._offset += len(chunk)
+        return self._lines
 
 
 def _columns(

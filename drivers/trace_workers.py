@@ -1,17 +1,20 @@
 """Reading a large trace with several processes: parsing is most of replay's work.
 
-The file is cut into byte ranges at line starts; one forked worker process per range finds and
-parses its tag sightings (`read_blocks` on the range) and sends the column blocks back through a
-queue. The caller gets the blocks in file order, exactly as `read_blocks` on the whole file would
-give them, while the pipeline works on the first range and the workers parse the rest. Stats are
-merged; malformed lines are reported by the worker that meets them, with their line number in
-the whole file.
+The file is cut into blocks of BLOCK bytes at line starts, dealt round-robin to forked worker
+processes (block k to worker k mod n). Each worker finds and parses its blocks' tag sightings
+(`read_blocks` on the block's byte range) and sends the column blocks back through its own
+bounded queue. The caller takes block 0 from worker 0, block 1 from worker 1, and so on: the
+blocks arrive in file order, exactly as `read_blocks` on the whole file gives them, while the
+pipeline works on one block and the workers parse the next ones. A worker runs at most AHEAD
+blocks ahead of the caller, so memory stays bounded whatever the size of the trace.
+
+Stats are summed; malformed lines are reported by the worker that meets them, with their line
+number in the whole file.
 """
 
 from __future__ import annotations
 
 import gc
-import itertools
 import multiprocessing as mp
 import os
 import queue
@@ -19,15 +22,23 @@ from collections.abc import Iterator
 from multiprocessing.process import BaseProcess
 from multiprocessing.queues import Queue
 from pathlib import Path
+from typing import IO
 
-from .replay import MAX_REPORTED, SightingBlock, TraceStats, read_blocks, require_trace
+from .replay import MAX_REPORTED, LineCounter, SightingBlock, TraceStats, read_blocks, require_trace
 
+BLOCK = 1 << 22  # bytes of trace per task
+AHEAD = 6  # queued results per worker, at most
 MIN_BYTES_PER_WORKER = 8 << 20  # below this, forking costs more than it saves
 
 
 def default_workers() -> int:
     """One parser per core (at least 1, at most 4): the pipeline overlaps with them."""
-    return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(4, cores or 1))
+
+
+class _Done:
+    """End of one block's results."""
 
 
 def read_blocks_parallel(
@@ -38,36 +49,39 @@ def read_blocks_parallel(
     workers: int | None = None,
 ) -> Iterator[SightingBlock]:
     """`read_blocks`, with the parsing spread over `workers` processes where that pays."""
-    n = default_workers() if workers is None else workers
     p = require_trace(path)  # a missing file is the caller's error, raised here
     size = p.stat().st_size
-    n = min(n, size // MIN_BYTES_PER_WORKER)
+    n = min(default_workers() if workers is None else workers, size // MIN_BYTES_PER_WORKER)
     if n < 2 or p.suffix == ".gz" or "fork" not in mp.get_all_start_methods():
         yield from read_blocks(path, rx_index, stats, registered)
         return
     ctx = mp.get_context("fork")
-    bounds = _line_bounds(p, size, n)
+    n_blocks = -(-size // BLOCK)
     jobs: list[tuple[BaseProcess, Queue[object]]] = []
     proc: BaseProcess
     try:
-        for a, b in itertools.pairwise(bounds):
-            q: Queue[object] = ctx.Queue()
+        for w in range(n):
+            q: Queue[object] = ctx.Queue(maxsize=AHEAD)
             proc = ctx.Process(
-                target=_work, args=(str(path), a, b, rx_index, registered, q), daemon=True
+                target=_work,
+                args=(str(path), w, n, n_blocks, size, rx_index, registered, q),
+                daemon=True,
             )
             proc.start()
             jobs.append((proc, q))
-        for proc, q in jobs:
-            while True:
-                item = _get(proc, q)
-                if isinstance(item, SightingBlock):
-                    yield item
-                    continue
+        for k in range(n_blocks):
+            proc, q = jobs[k % n]
+            while not isinstance(item := _get(proc, q), _Done):
                 if isinstance(item, BaseException):
                     raise item
-                assert isinstance(item, TraceStats)
-                _merge(stats, item)
-                break
+                assert isinstance(item, SightingBlock)
+                if stats.first_t is None:
+                    stats.first_t = float(item.t[0])
+                stats.last_t = float(item.t[-1])
+                stats.sightings += len(item)
+                yield item
+        parts = [_get(proc, q) for proc, q in jobs]
+        _merge(stats, [st for st in parts if isinstance(st, TraceStats)], str(path))
     finally:
         for proc, q in jobs:
             if proc.is_alive():
@@ -76,32 +90,39 @@ def read_blocks_parallel(
             q.close()
 
 
-def _line_bounds(p: Path, size: int, n: int) -> list[int]:
-    """n + 1 byte offsets, each the start of a line, cutting the file into n similar ranges."""
-    bounds = [0]
-    with open(p, "rb") as fh:
-        for k in range(1, n):
-            fh.seek(max(size * k // n, bounds[-1]))
-            fh.readline()
-            bounds.append(min(fh.tell(), size))
-    bounds.append(size)
-    return bounds
+def _line_start(fh: IO[bytes], offset: int, size: int) -> int:
+    """The first line start at or after `offset`."""
+    if offset <= 0 or offset >= size:
+        return min(max(offset, 0), size)
+    fh.seek(offset - 1)
+    fh.readline()
+    return min(fh.tell(), size)
 
 
 def _work(
     path: str,
-    start: int,
-    end: int,
+    w: int,
+    n: int,
+    n_blocks: int,
+    size: int,
     rx_index: dict[str, int],
     registered: dict[str, str] | None,
     q: Queue[object],
 ) -> None:
     gc.disable()  # a parser makes no reference cycles; the collector would only rescan its lists
-    stats = TraceStats()
+    stats = TraceStats()  # this worker's share; first_t, last_t and sightings the caller counts
+    counter = LineCounter(path)
     try:
-        for blk in read_blocks(path, rx_index, stats, registered, start=start, end=end):
-            q.put(blk)
-    except Exception as e:  # reported to the reader, which raises it
+        with open(path, "rb") as fh:
+            for k in range(w, n_blocks, n):
+                a, b = _line_start(fh, k * BLOCK, size), _line_start(fh, (k + 1) * BLOCK, size)
+                if a < b:
+                    for blk in read_blocks(
+                        path, rx_index, stats, registered, a, b, counter.lines_before
+                    ):
+                        q.put(blk)
+                q.put(_Done())
+    except Exception as e:  # reported to the caller, which raises it
         q.put(e)
     q.put(stats)
     q.close()
@@ -122,14 +143,13 @@ def _get(proc: BaseProcess, q: Queue[object]) -> object:
                     ) from None
 
 
-def _merge(total: TraceStats, part: TraceStats) -> None:
-    total.lines += part.lines
-    total.sightings += part.sightings
-    total.skipped_no_frame += part.skipped_no_frame
-    total.bad_lines += part.bad_lines
-    total.unknown_receiver += part.unknown_receiver
-    if total.first_t is None:
-        total.first_t = part.first_t
-    if part.last_t is not None:
-        total.last_t = part.last_t
-    total.bad_examples.extend(part.bad_examples[: MAX_REPORTED - len(total.bad_examples)])
+def _merge(total: TraceStats, parts: list[TraceStats], src: str) -> None:
+    for part in parts:
+        total.lines += part.lines
+        total.skipped_no_frame += part.skipped_no_frame
+        total.bad_lines += part.bad_lines
+        total.unknown_receiver += part.unknown_receiver
+        total.bad_examples.extend(part.bad_examples)
+    # the first few bad lines of the file ("path:line: why"), whichever worker met them
+    total.bad_examples.sort(key=lambda e: int(e[len(src) + 1 :].split(":", 1)[0]))
+    del total.bad_examples[MAX_REPORTED:]

@@ -87,7 +87,10 @@ def _columns(blocks: list[object]) -> tuple[list[str], list[int], list[float], l
 def test_parallel_parsing_reads_exactly_what_one_process_reads(
     trace: Path, workers: int, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(trace_workers, "MIN_BYTES_PER_WORKER", 1)  # split even a small trace
+    # split even a small trace, into many blocks dealt round-robin, with little room ahead
+    monkeypatch.setattr(trace_workers, "MIN_BYTES_PER_WORKER", 1)
+    monkeypatch.setattr(trace_workers, "BLOCK", 1 << 16)
+    monkeypatch.setattr(trace_workers, "AHEAD", 2)
     rx_index = load_layout(LAYOUT).receiver_index()
     one = TraceStats()
     ref = _columns(list(read_blocks(trace, rx_index, one)))
