@@ -34,26 +34,11 @@ def mqtt_probe(settings: Any, timeout: float = 5.0) -> str | None:
     """Connect once and wait for the CONNACK; None when accepted, else the reason in words."""
     import ssl
 
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
+    from .mqtt_link import make_client
 
     result: dict[str, str | None] = {}
     done = threading.Event()
-    c = mqtt.Client(
-        callback_api_version=CallbackAPIVersion.VERSION2,
-        client_id=settings.client_id + "-check",
-        protocol=mqtt.MQTTv5 if settings.protocol == "5" else mqtt.MQTTv311,
-    )
-    if settings.username is not None:
-        c.username_pw_set(settings.username, settings.password)
-    if settings.tls:
-        c.tls_set(
-            ca_certs=settings.ca_file,
-            certfile=settings.cert_file,
-            keyfile=settings.key_file,
-            cert_reqs=ssl.CERT_REQUIRED,
-            tls_version=ssl.PROTOCOL_TLS_CLIENT,
-        )
+    c = make_client(settings, settings.client_id + "-check", session=False)
 
     def on_connect(client: Any, u: Any, flags: Any, rc: Any, props: Any) -> None:
         result["r"] = None if not rc.is_failure else f"the broker refused the connection: {rc}"

@@ -110,6 +110,31 @@ class Message:
 LinkEvent = Connected | Disconnected | Published | Message
 
 
+def make_client(s: LinkSettings, client_id: str | None = None, session: bool = True) -> mqtt.Client:
+    """A paho client for the configured broker: protocol, credentials and TLS (verification on:
+    CA from the config or the system store; a client certificate for mutual TLS). `session`:
+    keep the broker-side session (MQTT 3.1.1 clean_session off; v5 decides at connect)."""
+    v5 = s.protocol == "5"
+    client = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=s.client_id if client_id is None else client_id,
+        protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+        clean_session=None if v5 else not session,
+        reconnect_on_failure=False,
+    )
+    if s.username is not None:
+        client.username_pw_set(s.username, s.password)
+    if s.tls:
+        client.tls_set(
+            ca_certs=s.ca_file,
+            certfile=s.cert_file,
+            keyfile=s.key_file,
+            cert_reqs=ssl.CERT_REQUIRED,
+            tls_version=ssl.PROTOCOL_TLS_CLIENT,
+        )
+    return client
+
+
 class MqttLink:
     def __init__(
         self,
@@ -129,27 +154,9 @@ class MqttLink:
         self._thread: threading.Thread | None = None
         self.connected = False
         self.attempts = 0
-        v5 = s.protocol == "5"
-        self.client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=s.client_id,
-            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
-            clean_session=None if v5 else False,
-            reconnect_on_failure=False,
-        )
+        self.client = make_client(s)
         self.client.max_inflight_messages_set(max(s.max_inflight, 1))
         self.client.max_queued_messages_set(0)
-        if s.username is not None:
-            self.client.username_pw_set(s.username, s.password)
-        if s.tls:
-            # verification on: CA from config or the system store; client cert for mutual TLS
-            self.client.tls_set(
-                ca_certs=s.ca_file,
-                certfile=s.cert_file,
-                keyfile=s.key_file,
-                cert_reqs=ssl.CERT_REQUIRED,
-                tls_version=ssl.PROTOCOL_TLS_CLIENT,
-            )
         if will is not None:
             self.client.will_set(will[0], will[1], qos=1, retain=True)
         self.client.on_connect = self._on_connect

@@ -162,6 +162,25 @@ def test_mutual_tls(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         assert wait_exit(proc, 15) == 0
         assert read_status(tmp_path / "data" / "outbox.db")["backlog"] == len(ids2)
+
+        # `shelfgate check` uses the same TLS settings: accepted, then both faults in words
+        def check(cfg: Path) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                shelfgate("check", "--config", str(cfg)),
+                cwd=ROOT,
+                env=env(),
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+
+        res = check(good)
+        assert "connected and accepted" in res.stdout, res.stdout
+        res = check(wrongca)
+        assert res.returncode == 1 and "TLS failed" in res.stdout, res.stdout
+        res = check(nocert)
+        assert res.returncode == 1 and "connected and accepted" not in res.stdout, res.stdout
+        assert "Traceback" not in res.stdout + res.stderr
     finally:
         consumer.stop()
         broker.stop()
