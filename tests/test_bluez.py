@@ -237,3 +237,29 @@ def test_passive_scan_with_beacon_patterns(bluez: tuple[object, Path]) -> None:
     asyncio.run(main())
     assert got[0][:3] == (TAG, 0, -61.0)
     assert "RegisterMonitor" in log.read_text()  # an advertisement monitor with our patterns
+
+
+def test_silent_radio_escalates_restart_power_cycle_then_gives_up(
+    bluez: tuple[object, Path],
+) -> None:
+    """Silence: three scan restarts, then the adapter is powered off and on, then the source
+    fails with RadioUnavailable (the daemon exits and systemd restarts it)."""
+    obj, log = bluez
+    dbus.Interface(obj, "org.bluez.Mock").AddAdapter("hci0", "gateway")
+
+    async def main() -> None:
+        src = BluezSource(
+            parse_source_uri("bluez:hci0?rx=rx01&silence_s=0.5&check_s=0.3"),
+            {"rx01": 0},
+            lambda: asyncio.get_running_loop().time(),
+            lambda adv: None,
+        )
+        gen = src.batches()
+        with pytest.raises(RadioUnavailable, match="power cycle; exiting so systemd restarts"):
+            await asyncio.wait_for(gen.__anext__(), 30)
+
+    asyncio.run(main())
+    calls = log.read_text()
+    assert calls.count("StartDiscovery") >= 5  # first start, three restarts, after the power cycle
+    powered = [ln for ln in calls.splitlines() if "Set" in ln and "Powered" in ln]
+    assert len(powered) == 2 and "False" in powered[0] and "True" in powered[1], powered
