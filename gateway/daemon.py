@@ -291,7 +291,11 @@ class Gateway:
         try:
             while running:
                 try:
-                    item = await asyncio.wait_for(queue.get(), TICK_S)
+                    # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+                    # cancellation that arrives as the queue delivers (seen as a SIGTERM lost
+                    # right after SIGCONT, when a stopped source delivers its backlog at once)
+                    async with asyncio.timeout(TICK_S):
+                        item = await queue.get()
                 except TimeoutError:
                     if live:  # a silent radio: time still passes (lost tags, dwell exits)
                         now = self.clock.mono()
@@ -364,7 +368,8 @@ class Gateway:
         interval = self.cfg.values["outbox"]["commit_interval_s"]
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), interval)
+                async with asyncio.timeout(interval):  # not wait_for: see _intake
+                    await self._wake.wait()
             self._wake.clear()
             await self._commit()
 
@@ -605,7 +610,8 @@ class Gateway:
         if self._watchdog_s is None or self.outbox is None:
             return
         try:
-            st = await asyncio.wait_for(self.db(self.outbox.stats), 10.0)
+            async with asyncio.timeout(10.0):  # not wait_for: see _intake
+                st = await self.db(self.outbox.stats)
         except (TimeoutError, sqlite3.Error) as e:
             log.error("outbox not answering (%s): not feeding the systemd watchdog", e)
             return

@@ -323,3 +323,24 @@ def test_systemd_notify_ready_and_watchdog_only_while_running(tmp_path: Path) ->
         sock.close()
         if proc.poll() is None:
             proc.kill()
+
+
+def test_sigterm_right_after_sigcont_stops_the_daemon(tmp_path: Path) -> None:
+    """Stopped (SIGSTOP: a debugger, a frozen container), continued and at once told to stop:
+    the simulated store delivers its backlog at that instant, and the stop must not be lost
+    (Python 3.11's asyncio.wait_for swallowed it; regression test)."""
+    import os
+
+    cfg = write_config(tmp_path, "mqtt://127.0.0.1:9")
+    for _ in range(2):
+        proc = start_daemon(cfg, "--source", "sim:config/layout.toml?shoppers=20&speed=20&seed=4")
+        try:
+            time.sleep(3.0)
+            os.kill(proc.pid, signal.SIGSTOP)
+            time.sleep(1.5)
+            os.kill(proc.pid, signal.SIGCONT)
+            proc.send_signal(signal.SIGTERM)
+            assert wait_exit(proc, 15) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
