@@ -90,12 +90,25 @@ class SerialReader:
             ):
                 ser.write(cmd)
         elif self.protocol == "nina":
-            ser.write(b"AT+UBTLE=1\r")
+            self._nina_role(ser)
             ser.write(NINA_SCAN)
         else:
             ser.write(b"\r\r")  # enter the PANS shell
             time.sleep(0.2)
             ser.write(b"lec\r")
+
+    def _nina_role(self, ser: Any) -> None:
+        """The module must be in the central role (`AT+UBTLE=1`) to scan. Set only when it is
+        not: storing (`AT&W`) writes flash, and the role applies after a restart
+        (`AT+CPWROFF`, then `+STARTUP`)."""
+        if _at(ser, b"AT+UBTLE?", b"+UBTLE:") == b"1":
+            return
+        log.info(
+            "serial %s: setting the NINA module to the central role (stored, restarting)", self.port
+        )
+        _at(ser, b"AT+UBTLE=1")
+        _at(ser, b"AT&W")
+        _at(ser, b"AT+CPWROFF", until=b"+STARTUP", timeout=10.0)
 
     def _run(self) -> None:
         import serial
@@ -138,6 +151,33 @@ class SerialReader:
                     pass
             if not self._stop.is_set():
                 self._stop.wait(self.rng.uniform(0.2, 1.0))
+
+
+def _at(
+    ser: Any, cmd: bytes, value: bytes = b"", until: bytes = b"OK", timeout: float = 3.0
+) -> bytes | None:
+    """Send an AT command and read lines up to `until` (or ERROR); the text after `value` in the
+    answer, if asked. Other lines (a scan still running from before) are skipped."""
+    import serial
+
+    ser.write(cmd + b"\r")
+    deadline = time.monotonic() + timeout
+    buf = b""
+    found: bytes | None = None
+    while time.monotonic() < deadline:
+        buf += ser.read(256)
+        *lines, buf = buf.split(b"\n")
+        for line in (ln.strip() for ln in lines):
+            if value and line.startswith(value):
+                found = line[len(value) :].strip()
+            elif line.startswith(until):
+                return found
+            elif line.startswith(b"ERROR"):
+                raise serial.SerialException(f"{cmd.decode()} answered ERROR")
+    raise serial.SerialException(
+        f"no answer to {cmd.decode()} within {timeout:.0f} s (a NINA module at this baud rate, "
+        "with RTS/CTS?)"
+    )
 
 
 class SerialSource:

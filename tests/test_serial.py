@@ -24,12 +24,16 @@ class Device(threading.Thread):
     """Plays a receiver on the master side of a pty, reachable through a stable symlink (like
     /dev/serial/by-id/...). unplug() makes it vanish; plug() brings it back on a new pty."""
 
-    def __init__(self, link: Path, protocol: str, rssi: int = -62) -> None:
+    def __init__(self, link: Path, protocol: str, rssi: int = -62, role: int = 1) -> None:
         super().__init__(daemon=True)
         self.link = link
         self.protocol = protocol
         self.rssi = rssi
         self.commands = b""
+        # NINA: the BLE role in effect, the one set and the one stored (applies after restart)
+        self.role, self.role_set, self.role_stored = role, role, role
+        self.scanning = False
+        self._pending = b""
         self.master = -1
         self.running = True
         self.plugged = threading.Event()
@@ -66,14 +70,40 @@ class Device(threading.Thread):
             try:
                 r, _, _ = select.select([self.master], [], [], 0.05)
                 if r:
-                    self.commands += os.read(self.master, 1024)
-                if self.protocol == "bgapi" or b"AT+UBTD" in self.commands:
+                    data = os.read(self.master, 1024)
+                    self.commands += data
+                    if self.protocol == "nina":
+                        self._nina(data)
+                if self.protocol == "bgapi" or self.scanning:
                     os.write(self.master, b"\x00garbage" if sent % 7 == 3 else self.frame())
                     sent += 1
                     if self.protocol == "nina" and sent % 10 == 0:
                         os.write(self.master, b"OK\r\n")  # the scan period ended
             except OSError:
                 time.sleep(0.05)
+
+    def _nina(self, data: bytes) -> None:
+        """u-connectXpress AT: the role query and setting, store, restart, scan."""
+        self._pending += data
+        *cmds, self._pending = self._pending.split(b"\r")
+        for cmd in cmds:
+            if cmd == b"AT+UBTLE?":
+                os.write(self.master, f"+UBTLE:{self.role}\r\nOK\r\n".encode())
+            elif cmd.startswith(b"AT+UBTLE="):
+                self.role_set = int(cmd.split(b"=")[1])
+                os.write(self.master, b"OK\r\n")
+            elif cmd == b"AT&W":
+                self.role_stored = self.role_set
+                os.write(self.master, b"OK\r\n")
+            elif cmd == b"AT+CPWROFF":
+                os.write(self.master, b"OK\r\n")
+                self.scanning = False
+                time.sleep(0.3)  # rebooting
+                self.role = self.role_set = self.role_stored
+                os.write(self.master, b"\r\n+STARTUP\r\n")
+            elif cmd.startswith(b"AT+UBTD="):
+                self.scanning = self.role == 1  # only a central scans
+                os.write(self.master, b"OK\r\n" if self.scanning else b"ERROR\r\n")
 
 
 def scan(*sources: str, duration: float, out: Path) -> subprocess.Popen[bytes]:
@@ -122,6 +152,23 @@ def test_nina_scan_is_reissued(tmp_path: Path) -> None:
     lines = [json.loads(x) for x in out.read_text().splitlines()]
     assert len(lines) > 5 and all(x["rssi"] == -58 and x["rx"] == "rx02" for x in lines)
     assert dev.commands.count(b"AT+UBTD=4,1,") >= 2  # re-issued after each OK
+    assert b"AT&W" not in dev.commands  # already a central: no flash write, no restart
+
+
+def test_nina_in_the_wrong_role_is_set_stored_and_restarted_once(tmp_path: Path) -> None:
+    link = tmp_path / "usb-u-blox_NINA-if00"
+    dev = Device(link, "nina", rssi=-58, role=0)  # factory default: not a central
+    dev.start()
+    for _ in range(2):  # a second start finds the stored role
+        out = tmp_path / "scan.jsonl"
+        proc = scan(f"serial:{link}?protocol=nina&rx=rx02", duration=3.0, out=out)
+        assert proc.wait(30) == 0
+        assert len(out.read_text().splitlines()) > 5
+    dev.running = False
+    assert dev.role_stored == 1
+    for cmd in (b"AT+UBTLE=1\r", b"AT&W\r", b"AT+CPWROFF\r"):
+        assert dev.commands.count(cmd) == 1, cmd
+    assert dev.commands.count(b"AT+UBTLE?\r") == 2
 
 
 def test_bad_serial_uri_is_one_line(tmp_path: Path) -> None:
