@@ -26,6 +26,17 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
 
+def occurrence_rank(keys: IntArray) -> IntArray:
+    """For each element, how many earlier elements have the same key (0 for the first)."""
+    n = len(keys)
+    order = np.argsort(keys, kind="stable")
+    sk = keys[order]
+    first = np.flatnonzero(np.diff(sk, prepend=sk[:1] - 1) != 0) if n else np.zeros(0, np.int64)
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n) - np.repeat(first, np.diff(np.append(first, n)))
+    return rank
+
+
 @dataclass(frozen=True, slots=True)
 class KalmanParams:
     q: float = 4.0  # dB^2 per second: a walking shopper's level changes quickly
@@ -83,14 +94,8 @@ class StreamBank:
         if n == 0:
             return out
         sid = slot * self.n_rx + rx
-        order = np.argsort(sid, kind="stable")  # by stream, time order kept within a stream
-        ss = sid[order]
-        new = np.empty(n, dtype=bool)
-        new[0] = True
-        np.not_equal(ss[1:], ss[:-1], out=new[1:])
-        first = np.flatnonzero(new)
-        rank = np.arange(n) - np.repeat(first, np.diff(np.append(first, n)))
-        by_round = order[np.argsort(rank, kind="stable")]
+        rank = occurrence_rank(sid)  # round k: the k-th sighting of each stream
+        by_round = np.argsort(rank, kind="stable")
         bounds = np.cumsum(np.bincount(rank))
         gate2 = prm.gate * prm.gate
         lo = 0

@@ -25,7 +25,7 @@ import numpy as np
 from .belief import Beliefs
 from .classifier import ClassifierParams, ZoneClassifier
 from .dwell import DwellDetector, DwellParams
-from .kalman import FloatArray, IntArray, KalmanParams, StreamBank
+from .kalman import FloatArray, IntArray, KalmanParams, StreamBank, occurrence_rank
 from .layout import Layout
 from .pathloss import RadioModel
 from .position_kalman import PositionFilter, PositionParams
@@ -195,11 +195,7 @@ class ZoneTracker:
         slots = s_slot[pos[dec]]
         at = at[dec]
         # beliefs: one round per decision of the same tag in this batch (usually one)
-        o = np.argsort(slots, kind="stable")
-        new = np.diff(slots[o], prepend=-1) != 0
-        starts = np.flatnonzero(new)
-        rank = np.empty(len(dec), dtype=np.int64)
-        rank[o] = np.arange(len(dec)) - np.repeat(starts, np.diff(np.append(starts, len(dec))))
+        rank = occurrence_rank(slots)
         change = np.zeros(len(dec), dtype=bool)
         best = np.zeros(len(dec), dtype=np.int64)
         since = np.zeros(len(dec))
