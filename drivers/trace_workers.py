@@ -32,9 +32,10 @@ MIN_BYTES_PER_WORKER = 8 << 20  # below this, forking costs more than it saves
 
 
 def default_workers() -> int:
-    """One parser per core (at least 1, at most 4): the pipeline overlaps with them."""
+    """One parser per core, at most 3 (a Pi 4: the main process and three parsers on four cores,
+    about 200 MB together): the pipeline overlaps with them."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(4, cores or 1))
+    return max(1, min(3, cores or 1))
 
 
 class _Done:

@@ -347,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         type=int,
         default=None,
-        help="processes parsing the trace (default: one per core, at most 4; 1: no extra process)",
+        help="processes parsing the trace (default: one per core, at most 3; 1: no extra process)",
     )
     r.add_argument(
         "--classifier",
