@@ -139,18 +139,22 @@ def test_ibeacon_and_rssi_updates_reach_the_pipeline(bluez: tuple[object, Path])
     assert "SetDiscoveryFilter" in calls and "StartDiscovery" in calls and "StopDiscovery" in calls
 
 
+def silent_source(watchdog: str) -> BluezSource:
+    """A source on hci0 with the given watchdog settings; nothing advertises."""
+    return BluezSource(
+        parse_source_uri(f"bluez:hci0?rx=rx01&{watchdog}"),
+        {"rx01": 0},
+        lambda: asyncio.get_running_loop().time(),
+        lambda adv: None,
+    )
+
+
 def test_silent_scanner_is_restarted(bluez: tuple[object, Path]) -> None:
     obj, log = bluez
     dbus.Interface(obj, "org.bluez.Mock").AddAdapter("hci0", "gateway")
 
     async def main() -> None:
-        src = BluezSource(
-            parse_source_uri("bluez:hci0?rx=rx01&silence_s=1&check_s=0.5"),
-            {"rx01": 0},
-            lambda: asyncio.get_running_loop().time(),
-            lambda adv: None,
-        )
-        gen = src.batches()
+        gen = silent_source("silence_s=1&check_s=0.5").batches()
         task = asyncio.ensure_future(gen.__anext__())
         await asyncio.sleep(3.0)
         task.cancel()
@@ -248,13 +252,7 @@ def test_silent_radio_escalates_restart_power_cycle_then_gives_up(
     dbus.Interface(obj, "org.bluez.Mock").AddAdapter("hci0", "gateway")
 
     async def main() -> None:
-        src = BluezSource(
-            parse_source_uri("bluez:hci0?rx=rx01&silence_s=0.5&check_s=0.3"),
-            {"rx01": 0},
-            lambda: asyncio.get_running_loop().time(),
-            lambda adv: None,
-        )
-        gen = src.batches()
+        gen = silent_source("silence_s=0.5&check_s=0.3").batches()
         with pytest.raises(RadioUnavailable, match="power cycle; exiting so systemd restarts"):
             await asyncio.wait_for(gen.__anext__(), 30)
 

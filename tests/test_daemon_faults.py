@@ -25,6 +25,12 @@ from .mqtt_helpers import Broker, Consumer, env, wait_exit
 from .test_daemon_delivery import start_daemon, write_config
 
 
+def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        shelfgate(*args), cwd=ROOT, env=env(), capture_output=True, text=True, timeout=timeout
+    )
+
+
 def test_gateway_kill9_loop_every_committed_event_delivered(tmp_path: Path) -> None:
     broker = Broker(tmp_path).start()
     consumer = Consumer(broker.port).start()
@@ -164,21 +170,11 @@ def test_mutual_tls(tmp_path: Path) -> None:
         assert read_status(tmp_path / "data" / "outbox.db")["backlog"] == len(ids2)
 
         # `shelfgate check` uses the same TLS settings: accepted, then both faults in words
-        def check(cfg: Path) -> subprocess.CompletedProcess[str]:
-            return subprocess.run(
-                shelfgate("check", "--config", str(cfg)),
-                cwd=ROOT,
-                env=env(),
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )
-
-        res = check(good)
+        res = run_cli("check", "--config", str(good))
         assert "connected and accepted" in res.stdout, res.stdout
-        res = check(wrongca)
+        res = run_cli("check", "--config", str(wrongca))
         assert res.returncode == 1 and "TLS failed" in res.stdout, res.stdout
-        res = check(nocert)
+        res = run_cli("check", "--config", str(nocert))
         assert res.returncode == 1 and "connected and accepted" not in res.stdout, res.stdout
         assert "Traceback" not in res.stdout + res.stderr
     finally:
@@ -237,14 +233,7 @@ def test_backoff_is_full_jitter_and_capped() -> None:
 def test_bad_config_gives_one_clear_line(tmp_path: Path, body: str, expect: str) -> None:
     cfg = tmp_path / "gateway.toml"
     cfg.write_text(body)
-    res = subprocess.run(
-        shelfgate("run", "--config", str(cfg)),
-        cwd=ROOT,
-        env=env(),
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    res = run_cli("run", "--config", str(cfg), timeout=30)
     assert res.returncode == 2
     assert expect in res.stderr and str(cfg) in res.stderr
     assert "Traceback" not in res.stderr and res.stderr.strip().count("\n") == 0
@@ -254,27 +243,13 @@ def test_check_explains_in_plain_words(tmp_path: Path) -> None:
     broker = Broker(tmp_path).start()
     try:
         cfg = write_config(tmp_path, broker.url)
-        res = subprocess.run(
-            shelfgate("check", "--config", str(cfg)),
-            cwd=ROOT,
-            env=env(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        res = run_cli("check", "--config", str(cfg), timeout=60)
         assert res.returncode == 0, res.stdout
         assert "connected and accepted" in res.stdout and "all good" in res.stdout
     finally:
         broker.stop()
     # broker gone, replay file missing: named, exit 1
-    res = subprocess.run(
-        shelfgate("check", "--config", str(cfg), "--source", "replay:/nope.jsonl"),
-        cwd=ROOT,
-        env=env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    res = run_cli("check", "--config", str(cfg), "--source", "replay:/nope.jsonl", timeout=60)
     assert res.returncode == 1
     assert "FAIL  source replay:/nope.jsonl: the trace file does not exist" in res.stdout
     assert f"cannot reach 127.0.0.1:{broker.port}" in res.stdout
