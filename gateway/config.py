@@ -25,7 +25,7 @@ SPEC: dict[str, dict[str, tuple[tuple[type, ...], Any, str]]] = {
     },
     "pipeline": {
         "min_dwell_s": ((int, float), 60.0, "seconds a stay must last to be a dwell"),
-        "dwell_gap_s": ((int, float), 12.0, "seconds away from a zone that do not end a dwell"),
+        "dwell_gap_s": ((int, float), 20.0, "seconds away from a zone that do not end a dwell"),
         "classify_every_s": ((int, float), 1.0, "seconds between zone decisions per tag"),
         "tag_expiry_s": ((int, float), 120.0, "seconds unheard after which a tag is forgotten"),
         "max_tags": ((int,), 5000, "most tags tracked at once"),

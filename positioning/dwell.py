@@ -20,7 +20,7 @@ from .types import DwellEvent, TagId, ZoneId
 @dataclass(frozen=True, slots=True)
 class DwellParams:
     min_dwell_s: float = 60.0
-    gap_s: float = 12.0
+    gap_s: float = 20.0
 
 
 class _Stay:
