@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -151,6 +151,7 @@ def read_blocks(
     src = str(path)
     reg = registered or {}
     needles = [*FRAME_MARKERS, *(a.encode() for a in reg)]
+    loads = orjson.loads
     first_line = 0 if start == 0 else -1  # a range's line numbers are counted when needed
     for base, lines, idx, n_lines in candidate_lines(path, needles, start=start, end=end):
         stats.lines += n_lines
@@ -158,12 +159,13 @@ def read_blocks(
         if not lines:
             continue
         try:
-            tags, rx, rssi, t = _columns(lines, rx_index, reg, stats)
+            tags, rx, rssi, t = _columns([loads(ln) for ln in lines], rx_index, reg, stats)
         except (_Irregular, orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
             if first_line < 0:
                 first_line = (lines_before or LineCounter(path).lines_before)(start)
             linenos = (idx + first_line + base + 1).tolist()
-            tags, rx, rssi, t = _one_by_one(lines, linenos, src, rx_index, reg, stats)
+            objs = _valid_objects(lines, linenos, src, stats)
+            tags, rx, rssi, t = _columns(objs, rx_index, reg, stats)
         if tags:
             if stats.first_t is None:
                 stats.first_t = t[0]
@@ -177,7 +179,7 @@ def read_blocks(
             )
 
 
-_NUMBER = {int, float}
+_NUMBER = {int, float, bool}  # what isinstance(x, int | float) accepts
 
 
 class LineCounter:
@@ -204,11 +206,10 @@ class LineCounter:
 
 
 def _columns(
-    lines: list[bytes], rx_index: dict[str, int], reg: dict[str, str], stats: TraceStats
+    objs: list[Any], rx_index: dict[str, int], reg: dict[str, str], stats: TraceStats
 ) -> tuple[list[str], list[int], list[float], list[float]]:
-    """Fast path: every line a JSON object with numeric t and rssi (else _Irregular)."""
-    loads = orjson.loads
-    objs = [loads(line) for line in lines]
+    """Tag sightings of decoded trace lines, column-wise; every line must be an object with t,
+    rx and rssi, t and rssi numbers (else an exception, and the block goes line by line)."""
     ts = [o["t"] for o in objs]
     rs = [o["rssi"] for o in objs]
     if not _NUMBER.issuperset(map(type, ts)) or not _NUMBER.issuperset(map(type, rs)):
@@ -234,44 +235,24 @@ def _columns(
     return out_tags, out_rx, out_rssi, out_t
 
 
-def _one_by_one(
-    lines: list[bytes],
-    linenos: list[int],
-    src: str,
-    rx_index: dict[str, int],
-    reg: dict[str, str],
-    stats: TraceStats,
-) -> tuple[list[str], list[int], list[float], list[float]]:
-    out_tags, out_rx, out_rssi, out_t = [], [], [], []
-    loads = orjson.loads
+def _valid_objects(
+    lines: list[bytes], linenos: list[int], src: str, stats: TraceStats
+) -> list[Any]:
+    """The lines that are JSON objects with t, rx and rssi (t and rssi numbers); each other line
+    is counted and, the first few, reported with its line number."""
+    good = []
     for lineno, line in zip(linenos, lines, strict=True):
         try:
-            obj = loads(line)
-            t = obj["t"]
-            rx = obj["rx"]
-            rssi = obj["rssi"]
+            obj = orjson.loads(line)
+            t, rssi, _ = obj["t"], obj["rssi"], obj["rx"]
         except (orjson.JSONDecodeError, KeyError, TypeError):
             stats.bad(src, lineno, "not a JSON object with t, rx and rssi")
             continue
-        if not isinstance(t, int | float) or not isinstance(rssi, int | float):
+        if type(t) not in _NUMBER or type(rssi) not in _NUMBER:
             stats.bad(src, lineno, "t and rssi must be numbers")
             continue
-        tag = tag_id_from_json(obj.get("mfg"), obj.get("svc"))
-        if tag is None:
-            addr = obj.get("addr")
-            tag = reg.get(addr.upper()) if isinstance(addr, str) else None
-            if tag is None:
-                stats.skipped_no_frame += 1
-                continue
-        i = rx_index.get(rx) if isinstance(rx, str) else None
-        if i is None:
-            stats.unknown_receiver += 1
-            continue
-        out_tags.append(tag)
-        out_rx.append(i)
-        out_rssi.append(float(rssi))
-        out_t.append(float(t))
-    return out_tags, out_rx, out_rssi, out_t
+        good.append(obj)
+    return good
 
 
 def read_sightings(
