@@ -9,7 +9,7 @@ most probable one, by a posterior ratio of at least `switch_ratio`, at every dec
 `confirm_s` seconds in a row. The switch is then dated back to the first of those decisions.
 
 `Beliefs` keeps every tag's state in arrays (one row per tag slot) and updates the rows of a
-batch of decisions together; `ZoneBelief` is one tag's view of the same code.
+batch of decisions together.
 """
 
 from __future__ import annotations
@@ -87,23 +87,3 @@ class Beliefs:
         self.pending[rows] = np.where(stay | change, -1, best)
         self.since[rows] = since
         return change, best, since
-
-
-class ZoneBelief:
-    """One tag's belief and reported class (the same code as `Beliefs`, one row)."""
-
-    def __init__(self, n_classes: int) -> None:
-        self._b = Beliefs(n_classes, slots=1)
-        self._row = np.zeros(1, dtype=np.int64)
-
-    @property
-    def current(self) -> int:
-        return int(self._b.current[0])
-
-    def update(self, loglik: FloatArray, t: float, p: ClassifierParams) -> tuple[int, float] | None:
-        """Fold in one decision; returns (new class, switch time) when the reported class changes."""
-        change, best, since = self._b.update(self._row, loglik[None, :], np.array([t]), p)
-        return (int(best[0]), float(since[0])) if change[0] else None
-
-    def reset(self, t: float) -> None:
-        self._b.reset(0, t)

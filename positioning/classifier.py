@@ -48,7 +48,7 @@ class ClassifierParams:
 
 
 class ZoneClassifier:
-    """Precomputed model of one layout; `log_posterior` is stateless, ZoneBelief holds the state."""
+    """Precomputed model of one layout; stateless; `belief.Beliefs` holds the per-tag state."""
 
     def __init__(
         self,

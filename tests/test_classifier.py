@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from positioning.belief import ZoneBelief
+from positioning.belief import Beliefs
 from positioning.classifier import ClassifierParams, ZoneClassifier
 from positioning.layout import Layout, Receiver, Zone
 from positioning.pathloss import RadioModel, ReceiverModel, predicted_rssi
@@ -84,11 +84,26 @@ def test_unheard_receiver_is_evidence() -> None:
     assert ll[clf.zone_ids.index("z2")] < ll[clf.zone_ids.index("z1")] - 5
 
 
+class OneTag:
+    """One tag's row of Beliefs, fed one decision at a time."""
+
+    def __init__(self, n_classes: int) -> None:
+        self.b = Beliefs(n_classes, slots=1)
+
+    @property
+    def current(self) -> int:
+        return int(self.b.current[0])
+
+    def update(self, ll: np.ndarray, t: float, p: ClassifierParams) -> tuple[int, float] | None:
+        change, best, since = self.b.update(np.zeros(1, dtype=np.int64), ll[None], np.array([t]), p)
+        return (int(best[0]), float(since[0])) if change[0] else None
+
+
 def test_hysteresis_no_flapping_between_adjacent_zones() -> None:
     model = MODEL
     p = PARAMS
     clf = ZoneClassifier(LAYOUT, model, p)
-    belief = ZoneBelief(clf.n_classes)
+    belief = OneTag(clf.n_classes)
     rng = np.random.default_rng(1)
     changes = []
     t = 0.0
