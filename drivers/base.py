@@ -3,12 +3,15 @@ dependency fails only when that source is asked for)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import parse_qs
 
 from positioning.errors import InputError
+
+if TYPE_CHECKING:
+    from .protocols import RawAdvert
 
 Sighting = tuple[str, int, float, float]  # (tag, receiver index, rssi dBm, t)
 
@@ -68,3 +71,23 @@ def receiver_of(
             name, "rx", f"expected rx=<a receiver id of the layout: {', '.join(rx_index)}>"
         )
     return rx_index[rx]
+
+
+class RadioSource:
+    """What a live radio source is given: its URI, the layout receiver it feeds, the monotonic
+    clock that stamps sightings and the frame decoder that names tags."""
+
+    live = True
+
+    def __init__(
+        self,
+        uri: SourceUri,
+        rx: int,
+        mono: Callable[[], float],
+        tag_of: Callable[[RawAdvert], str | None],
+    ) -> None:
+        self.uri = uri
+        self.rx = rx
+        self.name = f"{uri.kind}:{uri.path}"
+        self._mono = mono
+        self._tag_of = tag_of

@@ -23,7 +23,7 @@ from typing import Any
 
 from positioning.errors import ShelfgateError
 
-from .base import SourceUri, receiver_of
+from .base import RadioSource, SourceUri, receiver_of
 from .protocols import RawAdvert
 
 log = logging.getLogger(__name__)
@@ -176,9 +176,7 @@ class BluezScanner:
             self.last_seen = self._mono() - self.silence_s + self.check_s  # give it one period
 
 
-class BluezSource:
-    live = True
-
+class BluezSource(RadioSource):
     def __init__(
         self,
         uri: SourceUri,
@@ -186,11 +184,8 @@ class BluezSource:
         mono: Callable[[], float],
         tag_of: Callable[[RawAdvert], str | None],
     ) -> None:
-        self.rx = receiver_of(uri, f"bluez:{uri.path}", rx_index, uri.path or "hci0")
-        self.name = f"bluez:{uri.path}"
-        self.uri = uri
-        self._mono = mono
-        self._tag_of = tag_of
+        rx = receiver_of(uri, f"bluez:{uri.path}", rx_index, uri.path or "hci0")
+        super().__init__(uri, rx, mono, tag_of)
 
     async def batches(self) -> AsyncIterator[list[tuple[str, int, float, float]]]:
         pending: list[tuple[str, int, float, float]] = []

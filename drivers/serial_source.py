@@ -21,7 +21,7 @@ from typing import Any
 
 from positioning.errors import InputError
 
-from .base import PositionFix, SourceUri, receiver_of
+from .base import PositionFix, RadioSource, SourceUri, receiver_of
 from .protocols import (
     BGAPI_DISCOVER_OBSERVE,
     BGAPI_END_PROCEDURE,
@@ -180,10 +180,8 @@ def _at(
     )
 
 
-class SerialSource:
+class SerialSource(RadioSource):
     """Advertisements of one serial receiver, mapped to the layout's receiver `rx`."""
-
-    live = True
 
     def __init__(
         self,
@@ -193,15 +191,9 @@ class SerialSource:
         tag_of: Callable[[RawAdvert], str | None],
     ) -> None:
         if uri.params.get("protocol") == "dwm1001" and "rx" in uri.params:
-            rx_index = {
-                **rx_index,
-                uri.params["rx"]: -1,
-            }  # a UWB module locates a tag, it hears no RSSI
-        self.rx = receiver_of(uri, f"serial:{uri.path}", rx_index)
-        self.name = f"serial:{uri.path}"
-        self.uri = uri
-        self._mono = mono
-        self._tag_of = tag_of
+            # a UWB module locates a tag, it hears no RSSI
+            rx_index = {**rx_index, uri.params["rx"]: -1}
+        super().__init__(uri, receiver_of(uri, f"serial:{uri.path}", rx_index), mono, tag_of)
 
     async def batches(self) -> AsyncIterator[list[Any]]:
         loop = asyncio.get_running_loop()

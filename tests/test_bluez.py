@@ -106,19 +106,23 @@ def rssi_update(bus: object, rssi: int) -> None:
     )
 
 
+def source(params: str = "") -> BluezSource:
+    """A bluez source on hci0 as receiver rx01 (URI parameters `params`), tags from frames."""
+    return BluezSource(
+        parse_source_uri(f"bluez:hci0?rx=rx01&{params}"),
+        {"rx01": 0},
+        lambda: asyncio.get_running_loop().time(),
+        lambda adv: tag_id(adv.mfg, adv.svc),
+    )
+
+
 def test_ibeacon_and_rssi_updates_reach_the_pipeline(bluez: tuple[object, Path]) -> None:
     obj, log = bluez
     dbus.Interface(obj, "org.bluez.Mock").AddAdapter("hci0", "gateway")
     got: list[tuple[str, int, float, float]] = []
 
     async def main() -> None:
-        src = BluezSource(
-            parse_source_uri("bluez:hci0?rx=rx01"),
-            {"rx01": 0},
-            lambda: asyncio.get_running_loop().time(),
-            lambda adv: tag_id(adv.mfg, adv.svc),
-        )
-        gen = src.batches()
+        gen = source("").batches()
         first = asyncio.ensure_future(gen.__anext__())
         await asyncio.sleep(0.5)
         add_ibeacon(obj, -60)
@@ -139,22 +143,12 @@ def test_ibeacon_and_rssi_updates_reach_the_pipeline(bluez: tuple[object, Path])
     assert "SetDiscoveryFilter" in calls and "StartDiscovery" in calls and "StopDiscovery" in calls
 
 
-def silent_source(watchdog: str) -> BluezSource:
-    """A source on hci0 with the given watchdog settings; nothing advertises."""
-    return BluezSource(
-        parse_source_uri(f"bluez:hci0?rx=rx01&{watchdog}"),
-        {"rx01": 0},
-        lambda: asyncio.get_running_loop().time(),
-        lambda adv: None,
-    )
-
-
 def test_silent_scanner_is_restarted(bluez: tuple[object, Path]) -> None:
     obj, log = bluez
     dbus.Interface(obj, "org.bluez.Mock").AddAdapter("hci0", "gateway")
 
     async def main() -> None:
-        gen = silent_source("silence_s=1&check_s=0.5").batches()
+        gen = source("silence_s=1&check_s=0.5").batches()
         task = asyncio.ensure_future(gen.__anext__())
         await asyncio.sleep(3.0)
         task.cancel()
@@ -225,13 +219,7 @@ def test_passive_scan_with_beacon_patterns(bluez: tuple[object, Path]) -> None:
     got: list[tuple[str, int, float, float]] = []
 
     async def main() -> None:
-        src = BluezSource(
-            parse_source_uri("bluez:hci0?rx=rx01&mode=passive"),
-            {"rx01": 0},
-            lambda: asyncio.get_running_loop().time(),
-            lambda adv: tag_id(adv.mfg, adv.svc),
-        )
-        gen = src.batches()
+        gen = source("mode=passive").batches()
         first = asyncio.ensure_future(gen.__anext__())
         await asyncio.sleep(0.5)
         add_ibeacon(obj, -61)
@@ -252,7 +240,7 @@ def test_silent_radio_escalates_restart_power_cycle_then_gives_up(
     dbus.Interface(obj, "org.bluez.Mock").AddAdapter("hci0", "gateway")
 
     async def main() -> None:
-        gen = silent_source("silence_s=0.5&check_s=0.3").batches()
+        gen = source("silence_s=0.5&check_s=0.3").batches()
         with pytest.raises(RadioUnavailable, match="power cycle; exiting so systemd restarts"):
             await asyncio.wait_for(gen.__anext__(), 30)
 
