@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import time
 
-from drivers.protocols import BgapiDecoder, DwmDecoder, NinaDecoder, bgapi_scan_response_frame
+from drivers.serial.bgapi import BgapiDecoder, bgapi_scan_response_frame
+from drivers.serial.dwm1001 import DwmDecoder
+from drivers.serial.nina import NinaDecoder
 from positioning.frames import ibeacon_payload
 
 AD = (

@@ -4,7 +4,7 @@
 
 A BLED112 emulator (a child process) writes gap_scan_response frames into a pty as fast as it
 can; this process runs the real SerialSource (reader thread, decoder, hand-over to the event
-loop) and ZoneTracker.observe_sightings. CPU time of this process (all threads) / advertisements.
+loop) and Pipeline.feed (tag resolution, Kalman filters, zone decisions). CPU time of this process (all threads) / advertisements.
 """
 
 from __future__ import annotations
@@ -17,15 +17,18 @@ import sys
 import time
 import tty
 
-from drivers.base import parse_source_uri
-from drivers.serial_source import SerialSource
+from drivers.registry import parse_uri
+from drivers.serial.source import SerialSource
+from drivers.source import SourceContext
+from gateway.events import Identity
 from gateway.layoutfile import load_layout
-from positioning.frames import tag_id
+from gateway.pipeline import Pipeline
+from positioning.tags import TagResolver
 from positioning.tracker import ZoneTracker
 
 EMULATOR = r"""
 import os, sys
-from drivers.protocols import bgapi_scan_response_frame
+from drivers.serial.bgapi import bgapi_scan_response_frame
 from positioning.frames import ibeacon_payload
 fd, n = int(sys.argv[1]), int(sys.argv[2])
 frames = [bgapi_scan_response_frame(-60 - i % 20, "AA:BB:CC:DD:EE:%02X" % (i % 50),
@@ -46,12 +49,10 @@ def main() -> None:
     tty.setraw(slave)
     port = os.ttyname(slave)
     layout = load_layout("config/layout.toml")
-    trk = ZoneTracker(layout)
+    pipeline = Pipeline(ZoneTracker(layout), TagResolver(), Identity("s", "g", b"k" * 16))
     src = SerialSource(
-        parse_source_uri(f"serial:{port}?protocol=bgapi&rx=rx01"),
-        trk.rx_index,
-        time.monotonic,
-        lambda adv: tag_id(adv.mfg, adv.svc),
+        parse_uri(f"serial:{port}?protocol=bgapi&rx=rx01"),
+        SourceContext(layout, time.monotonic, pipeline.resolver),
     )
 
     async def run() -> tuple[int, float, float]:
@@ -66,7 +67,7 @@ def main() -> None:
         batch = await first
         c0, w0 = time.process_time(), time.perf_counter()
         while True:
-            trk.observe_sightings(batch)
+            pipeline.feed(batch)
             n += len(batch)
             if n >= a.frames:
                 break

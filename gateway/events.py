@@ -37,40 +37,82 @@ class Identity:
         return str(uuid.UUID(bytes=digest[:16], version=4))
 
 
-def dwell_event_body(ident: Identity, ev: DwellEvent, clock_synced: bool) -> dict[str, Any]:
-    """The event without `seq` (assigned when it is committed to the outbox or written)."""
-    return {
-        "schema": EVENT_SCHEMA,
-        "event_id": ident.event_id(ev.kind, ev.tag, ev.zone, ev.start),
-        "type": ev.kind,
-        "store": ident.store,
-        "gateway": ident.gateway,
-        "tag": ident.pseudonym(ev.tag),
-        "zone": ev.zone,
-        "start": round(ev.start, 3),
-        "end": round(ev.end, 3),
-        "duration_s": round(ev.end - ev.start, 3),
-        "clock_synced": clock_synced,
-    }
+@dataclass(frozen=True, slots=True)
+class WireEvent:
+    """An event as the cloud gets it (DESIGN.md fields), before the outbox numbers it: wall
+    times, the tag pseudonymised. `trigger` is the (tag key, offer id, wall time) an offer event
+    carries, committed with it so a frequency cap holds across a crash."""
+
+    type: str
+    event_id: str
+    store: str
+    gateway: str
+    tag: str
+    zone: str
+    start: float
+    end: float
+    clock_synced: bool
+    offer_id: str | None = None
+    catalogue_version: int | None = None
+    trigger: tuple[str, str, float] | None = None
+
+    @property
+    def urgent(self) -> bool:
+        """Shown to a shopper at once: committed and published without waiting."""
+        return self.type == "offer_triggered"
+
+    def body(self) -> dict[str, Any]:
+        """The JSON object (without `seq`, which the outbox or the replay writer assigns)."""
+        out: dict[str, Any] = {
+            "schema": EVENT_SCHEMA,
+            "event_id": self.event_id,
+            "type": self.type,
+            "store": self.store,
+            "gateway": self.gateway,
+            "tag": self.tag,
+            "zone": self.zone,
+            "start": round(self.start, 3),
+            "end": round(self.end, 3),
+            "duration_s": round(self.end - self.start, 3),
+            "clock_synced": self.clock_synced,
+        }
+        if self.offer_id is not None:
+            out["offer_id"] = self.offer_id
+            out["catalogue_version"] = self.catalogue_version
+            out["payload_ref"] = f"{self.catalogue_version}/{self.offer_id}"
+        return out
 
 
-def offer_event_body(
+def dwell_event(ident: Identity, ev: DwellEvent, clock_synced: bool) -> WireEvent:
+    return WireEvent(
+        ev.kind,
+        ident.event_id(ev.kind, ev.tag, ev.zone, ev.start),
+        ident.store,
+        ident.gateway,
+        ident.pseudonym(ev.tag),
+        ev.zone,
+        ev.start,
+        ev.end,
+        clock_synced,
+    )
+
+
+def offer_event(
     ident: Identity, trig: Trigger, start: float, at: float, clock_synced: bool
-) -> dict[str, Any]:
+) -> WireEvent:
     """`offer_triggered`: the stay (start) reached the offer's minimum at `at` (wall times)."""
-    return {
-        "schema": EVENT_SCHEMA,
-        "event_id": ident.event_id("offer_triggered", trig.tag, trig.zone, start, trig.offer.id),
-        "type": "offer_triggered",
-        "store": ident.store,
-        "gateway": ident.gateway,
-        "tag": ident.pseudonym(trig.tag),
-        "zone": trig.zone,
-        "start": round(start, 3),
-        "end": round(at, 3),
-        "duration_s": round(at - start, 3),
-        "clock_synced": clock_synced,
-        "offer_id": trig.offer.id,
-        "catalogue_version": trig.catalogue_version,
-        "payload_ref": f"{trig.catalogue_version}/{trig.offer.id}",
-    }
+    tag = ident.pseudonym(trig.tag)
+    return WireEvent(
+        "offer_triggered",
+        ident.event_id("offer_triggered", trig.tag, trig.zone, start, trig.offer.id),
+        ident.store,
+        ident.gateway,
+        tag,
+        trig.zone,
+        start,
+        at,
+        clock_synced,
+        trig.offer.id,
+        trig.catalogue_version,
+        (tag, trig.offer.id, at),
+    )

@@ -109,3 +109,8 @@ def _polygon(src: str, where: str, poly: Any) -> tuple[tuple[float, float], ...]
             (_num(src, f"{where}.polygon[{k}]", pt[0]), _num(src, f"{where}.polygon[{k}]", pt[1]))
         )
     return tuple(pts)
+
+
+def scan_layout(receiver: str) -> Layout:
+    """A one-receiver layout for `shelfgate scan`, which records a radio without a store."""
+    return Layout("scan", "UTC", (Receiver(receiver, 0.0, 0.0),), ())

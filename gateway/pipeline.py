@@ -1,90 +1,191 @@
-"""Building the pipeline (tracker, identity) from layout, calibration and config."""
+"""The one pipeline `run`, `replay` and `scan` share: readings in, wire events out.
+
+    feed(batch) -> events        live readings (Advertisements, PositionFixes), monotonic time
+    feed_block(block) -> events  a trace's column block (tags already resolved), trace time
+    advance(t) -> events         time passes without data: lost tags, dwell exits, offers due
+    finish(t) -> events          end of input: every open stay is closed
+    next_deadline() -> t | None  when `advance` is next due (None: nothing is pending)
+
+Tags are resolved here, once, by the `TagResolver`. Zone decisions tick every TICK_S of input
+time: the batch up to and including the first sighting at or after the next tick, then the tick,
+exactly where feeding sightings one by one would tick, so batch sizes never change a decision.
+Live input is on the monotonic clock; events leave with wall times (the clock's offset at the
+moment they are shaped) and the clock's sync state. A trace's time is wall time already.
+"""
 
 from __future__ import annotations
 
-import json
-import logging
-import secrets
-from pathlib import Path
+from collections.abc import Sequence
 
-from positioning.classifier import ClassifierParams
-from positioning.dwell import DwellParams
-from positioning.errors import InputError
-from positioning.kalman import KalmanParams
-from positioning.layout import Layout
-from positioning.pathloss import RadioModel
-from positioning.tracker import TrackerParams, ZoneTracker
+import numpy as np
 
-from .config import Config, read_secret
-from .events import Identity
+from drivers.advertisement import Advertisement, PositionFix, Reading
+from drivers.trace.reader import SightingBlock
+from positioning.offers import OfferMatcher
+from positioning.tags import TagResolver
+from positioning.tracker import ZoneTracker
+from positioning.types import DwellEvent, ZoneSegment
 
-log = logging.getLogger(__name__)
+from .clock import Clock
+from .events import Identity, WireEvent, dwell_event, offer_event
+
+TICK_S = 1.0
 
 
-def load_calibration(path: str | Path) -> RadioModel:
-    src = str(path)
-    try:
-        obj = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(
-            src, "", "calibration file not found (make one with `shelfgate calibrate`)"
-        ) from None
-    except json.JSONDecodeError as e:
-        raise InputError(src, f"line {e.lineno}", f"not valid JSON ({e.msg})") from None
-    if not isinstance(obj, dict) or not isinstance(obj.get("radio_model"), dict):
-        raise InputError(src, "radio_model", "expected the object written by `shelfgate calibrate`")
-    try:
-        return RadioModel.from_json(obj["radio_model"])
-    except (TypeError, ValueError) as e:
-        raise InputError(src, "radio_model", f"malformed ({e})") from None
+class Pipeline:
+    def __init__(
+        self,
+        tracker: ZoneTracker,
+        resolver: TagResolver,
+        identity: Identity,
+        clock: Clock | None = None,
+    ) -> None:
+        self.tracker = tracker
+        self.resolver = resolver
+        self.identity = identity
+        self.matcher: OfferMatcher | None = None
+        self._clock = clock or Clock()
+        self._rx_index = tracker.rx_index
+        self._next_tick = float("-inf")
+        self._last_t = 0.0
+        self._live = True
+        self.unknown_receivers: dict[str, int] = {}  # receiver id not in the layout -> count
+        self.not_tags = 0  # advertisements that carry no tag
 
-
-def tracker_params(cfg: Config, min_dwell_s: float | None = None) -> TrackerParams:
-    p = cfg.values["pipeline"]
-    return TrackerParams(
-        kalman=KalmanParams(),
-        classifier=ClassifierParams(),
-        dwell=DwellParams(
-            min_dwell_s=float(min_dwell_s if min_dwell_s is not None else p["min_dwell_s"]),
-            gap_s=float(p["dwell_gap_s"]),
-        ),
-        classify_every_s=float(p["classify_every_s"]),
-        tag_expiry_s=float(p["tag_expiry_s"]),
-        max_tags=int(p["max_tags"]),
-    )
-
-
-def build_tracker(
-    layout: Layout,
-    cfg: Config,
-    model: RadioModel | None,
-    min_dwell_s: float | None = None,
-    record_segments: bool = False,
-    method: str = "model",
-) -> ZoneTracker:
-    return ZoneTracker(layout, model, tracker_params(cfg, min_dwell_s), record_segments, method)
-
-
-def build_identity(cfg: Config, layout: Layout, raw_ids: bool = False) -> Identity:
-    secret = read_secret(cfg)
-    if secret is None:
-        secret = secrets.token_bytes(32)
-        if not (raw_ids or cfg.values["privacy"]["raw_ids"]):
-            log.warning(
-                "no privacy.secret configured: tags are pseudonymised with a random key for this run "
-                "only (the backend cannot match them); set privacy.secret in gateway.toml"
+    # ------------------------------------------------------------------ input
+    def feed(self, batch: Sequence[Reading]) -> list[WireEvent]:
+        """Live readings of one source, in reception order."""
+        self._live = True
+        out: list[WireEvent] = []
+        tags: list[str] = []
+        rxs: list[int] = []
+        rssi: list[float] = []
+        ts: list[float] = []
+        resolve, index = self.resolver.resolve, self._rx_index
+        for r in batch:
+            if type(r) is Advertisement:
+                tag = resolve(r.mfg, r.svc, r.address)
+                if tag is None:
+                    self.not_tags += 1
+                    continue
+                i = index.get(r.receiver)
+                if i is None:
+                    self.unknown_receivers[r.receiver] = (
+                        self.unknown_receivers.get(r.receiver, 0) + 1
+                    )
+                    continue
+                tags.append(tag)
+                rxs.append(i)
+                rssi.append(float(r.rssi))
+                ts.append(r.t)
+            elif type(r) is PositionFix:
+                self.tracker.observe_position(r.tag, r.x, r.y, r.t, r.quality)
+                out += self._tick_if_due(r.t)
+        if tags:
+            out += self._observe(
+                tags,
+                np.array(rxs, dtype=np.int64),
+                np.array(rssi, dtype=np.float64),
+                np.array(ts, dtype=np.float64),
             )
-    store = cfg.values["gateway"]["store"] or layout.store_id
-    return Identity(
-        store,
-        cfg.values["gateway"]["id"],
-        secret,
-        raw_ids or bool(cfg.values["privacy"]["raw_ids"]),
-    )
+        return out
 
+    def feed_block(self, blk: SightingBlock) -> list[WireEvent]:
+        """A recorded trace's sightings (on the trace's own time)."""
+        self._live = False
+        return self._observe(blk.tags, blk.rx, blk.rssi, blk.t)
 
-def registered_tags(cfg: Config) -> dict[str, str]:
-    return {
-        str(a).upper(): f"mac:{str(a).upper()}"
-        for a in cfg.values["pipeline"]["registered_addresses"]
-    }
+    def _observe(
+        self,
+        tags: Sequence[str],
+        rx: np.typing.NDArray[np.int64],
+        rssi: np.typing.NDArray[np.float64],
+        ts: np.typing.NDArray[np.float64],
+    ) -> list[WireEvent]:
+        out: list[WireEvent] = []
+        observe = self.tracker.observe_batch
+        lo, n = 0, len(tags)
+        while lo < n:
+            due = ts[lo:] >= self._next_tick
+            hi = lo + int(due.argmax()) + 1 if due.any() else n
+            observe(tags[lo:hi], rx[lo:hi], rssi[lo:hi], ts[lo:hi])
+            out += self._tick_if_due(float(ts[hi - 1]))
+            lo = hi
+        return out
+
+    def _tick_if_due(self, t: float) -> list[WireEvent]:
+        self._last_t = t
+        if t < self._next_tick:
+            return []
+        return self.advance(t)
+
+    # ------------------------------------------------------------------ time
+    def advance(self, t: float) -> list[WireEvent]:
+        """Time `t` (the input's clock) has come: lost tags, dwell exits, offers due."""
+        self._next_tick = t + TICK_S
+        self._last_t = max(self._last_t, t)
+        self.tracker.tick(t)
+        out = self._shape(self.tracker.events)
+        self.tracker.events.clear()
+        if self.matcher is not None:
+            out += self._offers(t)
+        return out
+
+    def finish(self, t: float | None = None) -> list[WireEvent]:
+        """End of input (or shutdown): every open stay closes where its tag was last heard."""
+        t = self._last_t if t is None else t
+        self.tracker.tick(t)
+        self.tracker.finish(t)
+        out = self._shape(self.tracker.events)
+        self.tracker.events.clear()
+        return out
+
+    def next_deadline(self) -> float | None:
+        """When `advance` is next due, on the input's clock; None while nothing is tracked (an
+        empty store at night: no wake-ups at all)."""
+        if self.tracker.active_tags == 0:
+            return None
+        return self._next_tick
+
+    def now(self) -> float:
+        """The input's clock now (monotonic for live input)."""
+        return self._clock.mono() if self._live else self._last_t
+
+    @property
+    def live(self) -> bool:
+        return self._live
+
+    def take_segments(self) -> list[ZoneSegment]:
+        """The zone timeline's closed segments since the last call (`record_segments`)."""
+        segs = self.tracker.segments[:]
+        self.tracker.segments.clear()
+        return segs
+
+    # ------------------------------------------------------------------ shaping
+    def _offset(self) -> tuple[float, bool]:
+        if not self._live:
+            return 0.0, True
+        return self._clock.wall() - self._clock.mono(), self._clock.synced()
+
+    def _shape(self, events: list[DwellEvent]) -> list[WireEvent]:
+        if not events:
+            return []
+        off, synced = self._offset()
+        ident = self.identity
+        if off == 0.0:
+            return [dwell_event(ident, ev, synced) for ev in events]
+        return [
+            dwell_event(
+                ident, DwellEvent(ev.kind, ev.tag, ev.zone, ev.start + off, ev.end + off), synced
+            )
+            for ev in events
+        ]
+
+    def _offers(self, t: float) -> list[WireEvent]:
+        assert self.matcher is not None
+        off, synced = self._offset()
+        self.matcher.sync_stays(self.tracker.dwell.ongoing())
+        return [
+            offer_event(self.identity, trig, trig.stay_start + off, trig.at + off, synced)
+            for trig in self.matcher.tick(t, synced, off)
+        ]

@@ -222,10 +222,11 @@ def parse_catalogue(obj: Any) -> Catalogue:
     if not isinstance(offers, list):
         raise CatalogueError("$.offers", "expected a list of offers")
     parsed = [parse_offer(o, f"$.offers[{i}]") for i, o in enumerate(offers)]
-    ids = [o.id for o in parsed]
-    if len(set(ids)) != len(ids):
-        dup = next(i for i in ids if ids.count(i) > 1)
-        raise CatalogueError("$.offers", f"duplicate offer id {dup!r}")
+    seen: set[str] = set()
+    for i, o in enumerate(parsed):  # linear: a 100k-offer catalogue is checked in milliseconds
+        if o.id in seen:
+            raise CatalogueError(f"$.offers[{i}].id", f"duplicate offer id {o.id!r}")
+        seen.add(o.id)
     return Catalogue(version, tuple(parsed), obj)
 
 

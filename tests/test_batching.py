@@ -9,13 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from drivers import trace_workers
-from drivers.replay import TraceStats, read_blocks, read_sightings
-from drivers.sim import write_trace
-from drivers.trace_workers import read_blocks_parallel
+from drivers.trace import parallel as trace_workers
+from drivers.trace.parallel import read_blocks_parallel
+from drivers.trace.reader import TraceStats, read_blocks, read_sightings
+from drivers.trace.writer import write_trace
 from gateway.layoutfile import load_layout
 from positioning.dwell import DwellParams
 from positioning.storesim import SimParams, StoreSimulation
+from positioning.tags import TagResolver
 from positioning.tracker import TrackerParams, ZoneTracker
 
 from .conftest import ROOT
@@ -47,7 +48,7 @@ def _tracker() -> ZoneTracker:
 
 def test_one_by_one_equals_batches_with_ticks_at_the_same_sightings(trace: Path) -> None:
     """With ticks at the same places, batches of any size give exactly the per-sighting result."""
-    layout_rows = list(read_sightings(trace, _tracker().rx_index, TraceStats()))
+    layout_rows = list(read_sightings(trace, _tracker().rx_index, TraceStats(), TagResolver()))
     ticks = set(range(0, len(layout_rows), 400))
 
     def run(batch: int) -> tuple[list[object], list[object]]:
@@ -93,9 +94,9 @@ def test_parallel_parsing_reads_exactly_what_one_process_reads(
     monkeypatch.setattr(trace_workers, "AHEAD", 2)
     rx_index = load_layout(LAYOUT).receiver_index()
     one = TraceStats()
-    ref = _columns(list(read_blocks(trace, rx_index, one)))
+    ref = _columns(list(read_blocks(trace, rx_index, one, TagResolver())))
     par = TraceStats()
-    got = _columns(list(read_blocks_parallel(trace, rx_index, par, workers=workers)))
+    got = _columns(list(read_blocks_parallel(trace, rx_index, par, TagResolver(), workers=workers)))
     assert got == ref
     assert np.all(np.diff(np.array(got[3])) >= 0)  # file order kept across the ranges
     assert (par.lines, par.sightings, par.skipped_no_frame, par.bad_lines) == (
@@ -117,7 +118,11 @@ def test_parallel_reader_reports_a_missing_file(tmp_path: Path) -> None:
     from positioning.errors import InputError
 
     with pytest.raises(InputError, match="file not found"):
-        list(read_blocks_parallel(tmp_path / "nope.jsonl", {}, TraceStats(), workers=2))
+        list(
+            read_blocks_parallel(
+                tmp_path / "nope.jsonl", {}, TraceStats(), TagResolver(), workers=2
+            )
+        )
 
 
 def test_tag_memory_is_bounded_and_slots_are_reused() -> None:

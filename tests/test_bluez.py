@@ -15,9 +15,13 @@ dbusmock = pytest.importorskip("dbusmock")
 if shutil.which("dbus-daemon") is None:
     pytest.skip("dbus-daemon is not installed", allow_module_level=True)
 
-from drivers.base import parse_source_uri  # noqa: E402
-from drivers.bluez_source import BluezSource, RadioUnavailable  # noqa: E402
-from positioning.frames import ibeacon_payload, tag_id  # noqa: E402
+from drivers.advertisement import Advertisement  # noqa: E402
+from drivers.bluez import BluezSource, RadioUnavailable  # noqa: E402
+from drivers.registry import parse_uri  # noqa: E402
+from drivers.source import SourceContext  # noqa: E402
+from gateway.layoutfile import scan_layout  # noqa: E402
+from positioning.frames import ibeacon_payload  # noqa: E402
+from positioning.tags import TagResolver  # noqa: E402
 
 UUID = "f7826da6-4fa2-4e98-8024-bc5b71e0893e"
 TAG = f"ibeacon:{UUID}:1:7"
@@ -107,30 +111,34 @@ def rssi_update(bus: object, rssi: int) -> None:
 
 
 def source(params: str = "") -> BluezSource:
-    """A bluez source on hci0 as receiver rx01 (URI parameters `params`), tags from frames."""
-    return BluezSource(
-        parse_source_uri(f"bluez:hci0?rx=rx01&{params}"),
-        {"rx01": 0},
-        lambda: asyncio.get_running_loop().time(),
-        lambda adv: tag_id(adv.mfg, adv.svc),
+    """A bluez source on hci0 as receiver rx01 (URI parameters `params`)."""
+    ctx = SourceContext(
+        scan_layout("rx01"), lambda: asyncio.get_running_loop().time(), TagResolver()
     )
+    return BluezSource(parse_uri(f"bluez:hci0?rx=rx01&{params}"), ctx)
+
+
+def sightings(batch: list[Advertisement]) -> list[tuple[str | None, int, float, float]]:
+    """The advertisements as the pipeline sees them: (tag from the frame, receiver index, rssi, t)."""
+    resolver = TagResolver()
+    return [(resolver.resolve(a.mfg, a.svc, a.address), 0, float(a.rssi), a.t) for a in batch]
 
 
 def test_ibeacon_and_rssi_updates_reach_the_pipeline(bluez: tuple[object, Path]) -> None:
     obj, log = bluez
     dbus.Interface(obj, "org.bluez.Mock").AddAdapter("hci0", "gateway")
-    got: list[tuple[str, int, float, float]] = []
+    got: list[tuple[str | None, int, float, float]] = []
 
     async def main() -> None:
         gen = source("").batches()
         first = asyncio.ensure_future(gen.__anext__())
         await asyncio.sleep(0.5)
         add_ibeacon(obj, -60)
-        got.extend(await asyncio.wait_for(first, 5))
+        got.extend(sightings(await asyncio.wait_for(first, 5)))
         bus = dbus.SystemBus()
         for r in (-65, -70):
             rssi_update(bus, r)
-            got.extend(await asyncio.wait_for(gen.__anext__(), 5))
+            got.extend(sightings(await asyncio.wait_for(gen.__anext__(), 5)))
         await gen.aclose()
 
     asyncio.run(main())
@@ -165,9 +173,7 @@ def test_missing_adapter_is_a_clear_error(system_bus: str, tmp_path: Path) -> No
     try:
 
         async def main() -> None:
-            src = BluezSource(
-                parse_source_uri("bluez:hci0?rx=rx01"), {"rx01": 0}, lambda: 0.0, lambda adv: None
-            )
+            src = source()
             await src.batches().__anext__()
 
         with pytest.raises(RadioUnavailable, match="adapter hci0 was not found"):
@@ -216,14 +222,14 @@ def test_daemon_exits_nonzero_when_the_radio_is_missing(system_bus: str, tmp_pat
 def test_passive_scan_with_beacon_patterns(bluez: tuple[object, Path]) -> None:
     obj, log = bluez
     dbus.Interface(obj, "org.bluez.Mock").AddAdapter("hci0", "gateway")
-    got: list[tuple[str, int, float, float]] = []
+    got: list[tuple[str | None, int, float, float]] = []
 
     async def main() -> None:
         gen = source("mode=passive").batches()
         first = asyncio.ensure_future(gen.__anext__())
         await asyncio.sleep(0.5)
         add_ibeacon(obj, -61)
-        got.extend(await asyncio.wait_for(first, 5))
+        got.extend(sightings(await asyncio.wait_for(first, 5)))
         await gen.aclose()
 
     asyncio.run(main())

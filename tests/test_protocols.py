@@ -5,7 +5,9 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drivers.protocols import BgapiDecoder, DwmDecoder, NinaDecoder, bgapi_scan_response_frame
+from drivers.serial.bgapi import BgapiDecoder, bgapi_scan_response_frame
+from drivers.serial.dwm1001 import DwmDecoder
+from drivers.serial.nina import NinaDecoder
 from positioning.frames import tag_id
 
 BLED_EXAMPLE = bytes.fromhex(

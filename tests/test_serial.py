@@ -10,7 +10,7 @@ import time
 import tty
 from pathlib import Path
 
-from drivers.protocols import bgapi_scan_response_frame
+from drivers.serial.bgapi import bgapi_scan_response_frame
 from positioning.frames import ibeacon_payload
 
 from .conftest import ROOT, shelfgate

@@ -10,11 +10,14 @@ import time
 import tty
 from pathlib import Path
 
-from drivers.base import PositionFix, parse_source_uri
-from drivers.serial_source import SerialSource
+from drivers.advertisement import PositionFix
+from drivers.registry import parse_uri
+from drivers.serial.source import SerialSource
+from drivers.source import SourceContext
 from gateway.layoutfile import load_layout
 from positioning.dwell import DwellParams
 from positioning.position_kalman import PositionFilter, PositionParams
+from positioning.tags import TagResolver
 from positioning.tracker import TrackerParams, ZoneTracker
 
 ROOT = Path(__file__).parent.parent
@@ -69,10 +72,10 @@ def test_dwm1001_source_over_pty(tmp_path: Path) -> None:
 
     async def main() -> list[PositionFix]:
         src = SerialSource(
-            parse_source_uri(f"serial:{link}?protocol=dwm1001&rx=uwb1&tag=uwb:cart7"),
-            {"rx01": 0},
-            time.monotonic,
-            lambda adv: None,
+            parse_uri(f"serial:{link}?protocol=dwm1001&rx=uwb1&tag=uwb:cart7"),
+            SourceContext(
+                load_layout(ROOT / "config" / "layout.toml"), time.monotonic, TagResolver()
+            ),
         )
         gen = src.batches()
         task = asyncio.ensure_future(gen.__anext__())

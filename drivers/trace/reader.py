@@ -3,7 +3,10 @@
 The reader skips, without parsing JSON, every line that cannot hold a beacon frame: a frame
 needs an iBeacon prefix (0215), an AltBeacon code (beac) or the Eddystone service (feaa) in its
 hex. Most of a store's air is phones and headphones that are never tags, so this is where replay
-gets most of its speed. Tags registered by address are found by their address instead.
+gets most of its speed. Tags are resolved by the pipeline's `TagResolver` (the same one every
+live source's advertisements go through), applied here, where the lines are parsed, so that
+parsing and resolution run together in the worker processes; tags registered by address are
+found by their address.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import numpy.typing as npt
 import orjson
 
 from positioning.errors import InputError
-from positioning.frames import tag_id_from_json
+from positioning.tags import TagResolver
 
 log = logging.getLogger(__name__)
 
@@ -136,21 +139,19 @@ def read_blocks(
     path: str | Path,
     rx_index: dict[str, int],
     stats: TraceStats,
-    registered: dict[str, str] | None = None,
+    resolver: TagResolver,
     start: int = 0,
     end: int | None = None,
     lines_before: Callable[[int], int] | None = None,
 ) -> Iterator[SightingBlock]:
     """The trace's tag sightings, a block (a few thousand) at a time, as columns.
 
-    `registered` maps upper-case addresses to tag ids (`mac:<addr>`) for address-registered tags.
     Malformed lines are counted and skipped (the first few logged with their line number).
     A block whose lines are all well-formed is converted column-wise; a block with a bad line is
     parsed line by line, so the bad line is reported and every good one kept.
     """
     src = str(path)
-    reg = registered or {}
-    needles = [*FRAME_MARKERS, *(a.encode() for a in reg)]
+    needles = [*FRAME_MARKERS, *(a.encode() for a in resolver.registered)]
     loads = orjson.loads
     first_line = 0 if start == 0 else -1  # a range's line numbers are counted when needed
     for base, lines, idx, n_lines in candidate_lines(path, needles, start=start, end=end):
@@ -159,13 +160,13 @@ def read_blocks(
         if not lines:
             continue
         try:
-            tags, rx, rssi, t = _columns([loads(ln) for ln in lines], rx_index, reg, stats)
+            tags, rx, rssi, t = _columns([loads(ln) for ln in lines], rx_index, resolver, stats)
         except (_Irregular, orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
             if first_line < 0:
                 first_line = (lines_before or LineCounter(path).lines_before)(start)
             linenos = (idx + first_line + base + 1).tolist()
             objs = _valid_objects(lines, linenos, src, stats)
-            tags, rx, rssi, t = _columns(objs, rx_index, reg, stats)
+            tags, rx, rssi, t = _columns(objs, rx_index, resolver, stats)
         if tags:
             if stats.first_t is None:
                 stats.first_t = t[0]
@@ -206,7 +207,7 @@ class LineCounter:
 
 
 def _columns(
-    objs: list[Any], rx_index: dict[str, int], reg: dict[str, str], stats: TraceStats
+    objs: list[Any], rx_index: dict[str, int], resolver: TagResolver, stats: TraceStats
 ) -> tuple[list[str], list[int], list[float], list[float]]:
     """Tag sightings of decoded trace lines, column-wise; every line must be an object with t,
     rx and rssi, t and rssi numbers (else an exception, and the block goes line by line)."""
@@ -215,15 +216,13 @@ def _columns(
     if not _NUMBER.issuperset(map(type, ts)) or not _NUMBER.issuperset(map(type, rs)):
         raise _Irregular
     rxs = [rx_index.get(r) if type(r) is str else None for r in (o["rx"] for o in objs)]
-    tags = [tag_id_from_json(o.get("mfg"), o.get("svc")) for o in objs]
+    resolve = resolver.resolve_json
+    tags = [resolve(o.get("mfg"), o.get("svc"), o.get("addr")) for o in objs]
     out_tags, out_rx, out_rssi, out_t = [], [], [], []
     for k, tag in enumerate(tags):
         if tag is None:
-            addr = objs[k].get("addr")
-            tag = reg.get(addr.upper()) if reg and isinstance(addr, str) else None
-            if tag is None:
-                stats.skipped_no_frame += 1
-                continue
+            stats.skipped_no_frame += 1
+            continue
         i = rxs[k]
         if i is None:
             stats.unknown_receiver += 1
@@ -259,8 +258,8 @@ def read_sightings(
     path: str | Path,
     rx_index: dict[str, int],
     stats: TraceStats,
-    registered: dict[str, str] | None = None,
+    resolver: TagResolver,
 ) -> Iterator[tuple[str, int, float, float]]:
     """(tag, receiver index, rssi, t) for every advertisement in the trace that carries a tag."""
-    for b in read_blocks(path, rx_index, stats, registered):
+    for b in read_blocks(path, rx_index, stats, resolver):
         yield from zip(b.tags, b.rx.tolist(), b.rssi.tolist(), b.t.tolist(), strict=True)

@@ -11,7 +11,8 @@ URI: `bluez:hci0[?mode=active|passive][&silence_s=90][&check_s=30]`
   traffic power-cycle the adapter; if that brings nothing either, the source fails and the daemon
   exits non-zero, so systemd restarts the service. Scanning is never duty-cycled.
 
-The detection callback runs on the event loop: it only appends a tuple to a list.
+The detection callback runs on the event loop: it only appends an `Advertisement` (stamped
+with the monotonic clock) to a list; tags are resolved later, in the pipeline.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ from typing import Any
 
 from positioning.errors import ShelfgateError
 
-from .base import RadioSource, SourceUri, receiver_of
-from .protocols import RawAdvert
+from .advertisement import Advertisement
+from .source import SourceContext, SourceUri
+
+BATCH_S = 0.2  # how long advertisements gather before they go to the pipeline
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +37,14 @@ class RadioUnavailable(ShelfgateError):
 
 
 class BluezScanner:
-    """Start/stop/restart of a bleak scanner with the watchdog; feeds RawAdverts to `sink`."""
+    """Start/stop/restart of a bleak scanner with the watchdog; feeds Advertisements to `sink`."""
 
     def __init__(
-        self, uri: SourceUri, sink: Callable[[RawAdvert], None], mono: Callable[[], float]
+        self,
+        uri: SourceUri,
+        receiver: str,
+        sink: Callable[[Advertisement], None],
+        mono: Callable[[], float],
     ) -> None:
         p = uri.params
         self.adapter = uri.path or "hci0"
@@ -46,8 +53,9 @@ class BluezScanner:
             raise ShelfgateError(
                 f"bluez:{self.adapter}: mode: expected active or passive, got {self.mode!r}"
             )
-        self.silence_s = float(p.get("silence_s", "90"))
-        self.check_s = float(p.get("check_s", "30"))
+        self.silence_s = uri.number("silence_s", 90.0)
+        self.check_s = uri.number("check_s", 30.0)
+        self.receiver = receiver
         self._sink = sink
         self._mono = mono
         self._scanner: Any = None
@@ -56,13 +64,15 @@ class BluezScanner:
         self.power_cycles = 0
 
     def _callback(self, device: Any, adv: Any) -> None:
-        self.last_seen = self._mono()
+        t = self.last_seen = self._mono()
         self._sink(
-            RawAdvert(
+            Advertisement(
+                self.receiver,
                 device.address,
                 int(adv.rssi),
-                dict(adv.manufacturer_data),
-                dict(adv.service_data),
+                adv.manufacturer_data,
+                adv.service_data,
+                t,
                 adv.tx_power,
                 adv.local_name,
             )
@@ -176,31 +186,27 @@ class BluezScanner:
             self.last_seen = self._mono() - self.silence_s + self.check_s  # give it one period
 
 
-class BluezSource(RadioSource):
-    def __init__(
-        self,
-        uri: SourceUri,
-        rx_index: dict[str, int],
-        mono: Callable[[], float],
-        tag_of: Callable[[RawAdvert], str | None],
-    ) -> None:
-        rx = receiver_of(uri, f"bluez:{uri.path}", rx_index, uri.path or "hci0")
-        super().__init__(uri, rx, mono, tag_of)
+class BluezSource:
+    """The Pi's radio: `bluez:hci0`; it feeds the layout receiver `rx=` (default: the adapter's
+    name, for a layout whose receiver is called hci0)."""
 
-    async def batches(self) -> AsyncIterator[list[tuple[str, int, float, float]]]:
-        pending: list[tuple[str, int, float, float]] = []
+    live = True
 
-        def sink(adv: RawAdvert) -> None:
-            tag = self._tag_of(adv)
-            if tag is not None:
-                pending.append((tag, self.rx, float(adv.rssi), self._mono()))
+    def __init__(self, uri: SourceUri, ctx: SourceContext) -> None:
+        self.uri = uri
+        self.name = uri.text
+        self.feeds = ctx.receiver(uri, uri.path or "hci0")
+        self._mono = ctx.mono
+        BluezScanner(uri, self.feeds, lambda adv: None, ctx.mono)  # validates the URI now
 
-        scanner = BluezScanner(self.uri, sink, self._mono)
+    async def batches(self) -> AsyncIterator[list[Advertisement]]:
+        pending: list[Advertisement] = []
+        scanner = BluezScanner(self.uri, self.feeds, pending.append, self._mono)
         await scanner.start()
         dog = asyncio.create_task(scanner.watchdog())
         try:
             while True:
-                await asyncio.sleep(0.2)
+                await asyncio.sleep(BATCH_S)
                 if dog.done():
                     dog.result()  # raises RadioUnavailable
                 if pending:
@@ -210,44 +216,3 @@ class BluezSource(RadioSource):
         finally:
             dog.cancel()
             await scanner.stop()
-
-
-class BluezReader:
-    """BluezScanner on its own thread and event loop, for `shelfgate scan` (same interface as
-    SerialReader: start, stop, `deliver` called with lists of RawAdverts)."""
-
-    def __init__(self, uri: SourceUri, deliver: Callable[[list[Any]], None]) -> None:
-        import threading
-        import time
-
-        self._deliver = deliver
-        self._scanner = BluezScanner(uri, lambda adv: deliver([adv]), time.monotonic)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"bluez {uri.path}", daemon=True)
-        self.error: Exception | None = None
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-
-    def _run(self) -> None:
-        async def main() -> None:
-            await self._scanner.start()
-            dog = asyncio.create_task(self._scanner.watchdog())
-            try:
-                while not self._stop.is_set():
-                    await asyncio.sleep(0.2)
-                    if dog.done():
-                        dog.result()
-            finally:
-                dog.cancel()
-                await self._scanner.stop()
-
-        try:
-            asyncio.run(main())
-        except ShelfgateError as e:
-            self.error = e
-            log.error("%s", e)

@@ -1,12 +1,14 @@
-"""The simulated store as a source: trace + ground truth files, or live advertisements."""
+"""Writing traces (DESIGN.md format): a simulated store's advertisements and ground truth, and
+what a live receiver heard (`shelfgate scan --jsonl`)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import IO
+from typing import IO, Any
 
 import orjson
 
+from drivers.advertisement import Advertisement, PositionFix
 from positioning.storesim import StoreSimulation
 from positioning.types import ZoneSegment
 
@@ -58,3 +60,31 @@ def write_segments(segments: list[ZoneSegment], out: IO[bytes], offset: float = 
             )
             + b"\n"
         )
+
+
+def advert_json(adv: Advertisement, t: float) -> dict[str, Any]:
+    """A trace line for an advertisement heard at wall time `t`."""
+    out: dict[str, Any] = {
+        "t": round(t, 3),
+        "rx": adv.receiver,
+        "addr": adv.address,
+        "rssi": adv.rssi,
+    }
+    if adv.mfg:
+        out["mfg"] = {str(k): v.hex() for k, v in adv.mfg.items()}
+    if adv.svc:
+        out["svc"] = {k: v.hex() for k, v in adv.svc.items()}
+    if adv.tx is not None:
+        out["tx"] = adv.tx
+    if adv.name:
+        out["name"] = adv.name
+    return out
+
+
+def fix_json(fix: PositionFix, t: float) -> dict[str, Any]:
+    """A trace line for a UWB position reported at wall time `t` (ignored by replay)."""
+    return {
+        "t": round(t, 3),
+        "rx": fix.receiver,
+        "uwb": {"x": fix.x, "y": fix.y, "z": fix.z, "quality": fix.quality, "anchors": fix.anchors},
+    }

@@ -1,38 +1,33 @@
-"""Serial receivers (pyserial): BLED112 (BGAPI), u-blox NINA (AT), DWM1001 (UWB positions).
+"""The serial port's owner: open, configure, read, decode, reopen, on its own thread.
 
-URI: `serial:/dev/serial/by-id/usb-...?protocol=bgapi&rx=rx03[&baud=115200][&firmware=3]`
-(also pyserial URLs: `serial:socket://host:port?...`, `serial:loop://?...`). Prefer the stable
-/dev/serial/by-id/ path: USB re-plugs renumber /dev/ttyACM*.
-
-One reader thread per port does the blocking IO and hands decoded batches to the event loop with
-`call_soon_threadsafe`, nothing else. A port that vanishes (unplugged, reset) is reopened with
+A receiver kind is a decoder plus a configure step (the table `KINDS`). The thread stamps each
+read with the monotonic clock, builds the readings and hands them over with `deliver`, nothing
+else. A port that vanishes (unplugged, reset) or a module that does not answer is reopened with
 full-jitter backoff (0.5 s up to 30 s); the device is configured again each time.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
+from drivers.advertisement import Advertisement, PositionFix, Reading
+from drivers.source import SourceUri
 from positioning.errors import InputError
 
-from .base import PositionFix, RadioSource, SourceUri, receiver_of
-from .protocols import (
+from .bgapi import (
     BGAPI_DISCOVER_OBSERVE,
     BGAPI_END_PROCEDURE,
     BGAPI_FILTERING_DUPLICATES_OFF,
     BGAPI_SCAN_PARAMS,
     BgapiDecoder,
-    DwmDecoder,
-    NinaDecoder,
-    RawAdvert,
-    UwbFix,
 )
+from .dwm1001 import DwmDecoder, UwbFix
+from .nina import NinaDecoder
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +38,13 @@ NINA_SCAN = b"AT+UBTD=4,1,30000\r"  # all adverts, active, 30 s (at most 40 s): 
 class SerialReader:
     """Owns the port: open, configure, read, decode, reopen. Runs on its own thread."""
 
-    def __init__(self, uri: SourceUri, deliver: Callable[[list[Any]], None]) -> None:
+    def __init__(
+        self,
+        uri: SourceUri,
+        receiver: str,
+        mono: Callable[[], float],
+        deliver: Callable[[list[Reading]], None],
+    ) -> None:
         p = uri.params
         proto = p.get("protocol", "")
         if proto not in PROTOCOLS:
@@ -56,8 +57,11 @@ class SerialReader:
             )
         self.port = uri.path
         self.protocol = proto
-        self.baud = int(p.get("baud", "115200"))
-        self.firmware = int(p.get("firmware", "2"))
+        self.baud = uri.integer("baud", 115200)
+        self.firmware = uri.integer("firmware", 2)
+        self.receiver = receiver
+        self.uwb_tag = p.get("tag", f"uwb:{receiver}")
+        self._mono = mono
         self._deliver = deliver
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -121,12 +125,11 @@ class SerialReader:
                 )
             except (serial.SerialException, OSError, ValueError) as e:
                 attempt += 1
-                delay = self.rng.uniform(0.0, min(30.0, 0.5 * 2**attempt))
+                delay = self.backoff(attempt)
                 log.warning("serial %s: cannot open (%s); retrying in %.1f s", self.port, e, delay)
                 self._stop.wait(delay)
                 continue
             self.opens += 1
-            attempt = 0
             dec = self._decoder()
             try:
                 self._configure(ser)
@@ -134,12 +137,14 @@ class SerialReader:
                     data = ser.read(4096)
                     if not data:
                         continue
+                    t = self._mono()
+                    attempt = 0  # the device talks: the next failure starts the backoff anew
                     items = dec.feed(data)
                     if isinstance(dec, NinaDecoder) and dec.scan_done:
                         dec.scan_done = 0
                         ser.write(NINA_SCAN)  # the scan period ended: never let scanning lapse
                     if items:
-                        self._deliver(items)
+                        self._deliver(self._readings(items, t))
             except (serial.SerialException, OSError) as e:
                 log.warning("serial %s: lost (%s); reopening", self.port, e)
             finally:
@@ -150,7 +155,22 @@ class SerialReader:
                 except (serial.SerialException, OSError):
                     pass
             if not self._stop.is_set():
-                self._stop.wait(self.rng.uniform(0.2, 1.0))
+                attempt += 1
+                self._stop.wait(self.backoff(attempt))
+
+    def backoff(self, attempt: int) -> float:
+        """Full jitter: uniform in [0, min(30, 0.5 * 2**attempt)] seconds."""
+        return self.rng.uniform(0.0, min(30.0, 0.5 * 2 ** min(attempt, 16)))
+
+    def _readings(self, items: list[Any], t: float) -> list[Reading]:
+        rx = self.receiver
+        if self.protocol == "dwm1001":  # the module on a cart locates itself: positions
+            return [
+                PositionFix(rx, self.uwb_tag, f.x, f.y, t, f.quality, f.z, f.anchors)
+                for f in items
+                if isinstance(f, UwbFix)
+            ]
+        return [Advertisement(rx, a.addr, a.rssi, a.mfg, a.svc, t, a.tx, a.name) for a in items]
 
 
 def _at(
@@ -178,74 +198,3 @@ def _at(
         f"no answer to {cmd.decode()} within {timeout:.0f} s (a NINA module at this baud rate, "
         "with RTS/CTS?)"
     )
-
-
-class SerialSource(RadioSource):
-    """Advertisements of one serial receiver, mapped to the layout's receiver `rx`."""
-
-    def __init__(
-        self,
-        uri: SourceUri,
-        rx_index: dict[str, int],
-        mono: Callable[[], float],
-        tag_of: Callable[[RawAdvert], str | None],
-    ) -> None:
-        if uri.params.get("protocol") == "dwm1001" and "rx" in uri.params:
-            # a UWB module locates a tag, it hears no RSSI
-            rx_index = {**rx_index, uri.params["rx"]: -1}
-        super().__init__(uri, receiver_of(uri, f"serial:{uri.path}", rx_index), mono, tag_of)
-
-    async def batches(self) -> AsyncIterator[list[Any]]:
-        loop = asyncio.get_running_loop()
-        q: asyncio.Queue[list[Any]] = asyncio.Queue(maxsize=1000)
-
-        def deliver(items: list[Any]) -> None:  # reader thread: hand over, nothing else
-            loop.call_soon_threadsafe(_put, q, items)
-
-        reader = SerialReader(self.uri, deliver)
-        uwb_tag = self.uri.params.get("tag", f"uwb:{self.uri.params.get('rx')}")
-        reader.start()
-        try:
-            while True:
-                items = await q.get()
-                t = self._mono()
-                if reader.protocol == "dwm1001":
-                    # the module on a cart locates itself: positions, not RSSI
-                    yield [PositionFix(uwb_tag, f.x, f.y, t, f.quality) for f in items]
-                    continue
-                out = []
-                for adv in items:
-                    tag = self._tag_of(adv)
-                    if tag is not None:
-                        out.append((tag, self.rx, float(adv.rssi), t))
-                if out:
-                    yield out
-        finally:
-            await loop.run_in_executor(None, reader.stop)
-
-
-def _put(q: asyncio.Queue[list[Any]], items: list[Any]) -> None:
-    if q.full():
-        q.get_nowait()  # the pipeline is behind: drop the oldest batch rather than grow
-    q.put_nowait(items)
-
-
-def advert_json(adv: RawAdvert, rx: str, t: float) -> dict[str, Any]:
-    out: dict[str, Any] = {"t": round(t, 3), "rx": rx, "addr": adv.addr, "rssi": adv.rssi}
-    if adv.mfg:
-        out["mfg"] = {str(k): v.hex() for k, v in adv.mfg.items()}
-    if adv.svc:
-        out["svc"] = {k: v.hex() for k, v in adv.svc.items()}
-    if adv.tx is not None:
-        out["tx"] = adv.tx
-    if adv.name:
-        out["name"] = adv.name
-    return out
-
-
-def fix_json(fix: UwbFix, rx: str, t: float) -> dict[str, Any]:
-    return {
-        "t": round(t, 3),
-        "rx": rx,
-        "uwb": {"x": fix.x, "y": fix.y, "z": fix.z, "quality": fix.quality, "anchors": fix.anchors},
-    }

@@ -24,7 +24,9 @@ from multiprocessing.queues import Queue
 from pathlib import Path
 from typing import IO
 
-from .replay import MAX_REPORTED, LineCounter, SightingBlock, TraceStats, read_blocks, require_trace
+from positioning.tags import TagResolver
+
+from .reader import MAX_REPORTED, LineCounter, SightingBlock, TraceStats, read_blocks, require_trace
 
 BLOCK = 1 << 22  # bytes of trace per task
 AHEAD = 6  # queued results per worker, at most
@@ -46,7 +48,7 @@ def read_blocks_parallel(
     path: str | Path,
     rx_index: dict[str, int],
     stats: TraceStats,
-    registered: dict[str, str] | None = None,
+    resolver: TagResolver,
     workers: int | None = None,
 ) -> Iterator[SightingBlock]:
     """`read_blocks`, with the parsing spread over `workers` processes where that pays."""
@@ -54,7 +56,7 @@ def read_blocks_parallel(
     size = p.stat().st_size
     n = min(default_workers() if workers is None else workers, size // MIN_BYTES_PER_WORKER)
     if n < 2 or p.suffix == ".gz" or "fork" not in mp.get_all_start_methods():
-        yield from read_blocks(path, rx_index, stats, registered)
+        yield from read_blocks(path, rx_index, stats, resolver)
         return
     ctx = mp.get_context("fork")
     n_blocks = -(-size // BLOCK)
@@ -65,7 +67,7 @@ def read_blocks_parallel(
             q: Queue[object] = ctx.Queue(maxsize=AHEAD)
             proc = ctx.Process(
                 target=_work,
-                args=(str(path), w, n, n_blocks, size, rx_index, registered, q),
+                args=(str(path), w, n, n_blocks, size, rx_index, resolver, q),
                 daemon=True,
             )
             proc.start()
@@ -107,7 +109,7 @@ def _work(
     n_blocks: int,
     size: int,
     rx_index: dict[str, int],
-    registered: dict[str, str] | None,
+    resolver: TagResolver,
     q: Queue[object],
 ) -> None:
     gc.disable()  # a parser makes no reference cycles; the collector would only rescan its lists
@@ -119,7 +121,7 @@ def _work(
                 a, b = _line_start(fh, k * BLOCK, size), _line_start(fh, (k + 1) * BLOCK, size)
                 if a < b:
                     for blk in read_blocks(
-                        path, rx_index, stats, registered, a, b, counter.lines_before
+                        path, rx_index, stats, resolver, a, b, counter.lines_before
                     ):
                         q.put(blk)
                 q.put(_Done())

@@ -1,0 +1,93 @@
+"""The simulated store advertising in real time (`sim:layout.toml?shoppers=20&seed=1`): what
+`scripts/run` and the tests use instead of radios. Every simulated device advertises (tags and
+the phones and headphones that are never tags), stamped with the monotonic clock.
+
+Parameters: shoppers, devices, seed, duration (sim seconds, then the source ends), speed (> 1
+runs the store's clock faster than the wall clock, for demos and tests: its timestamps then run
+ahead of real time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator, Mapping
+
+import orjson
+
+from positioning.errors import InputError
+from positioning.storesim import SimParams, StoreSimulation
+
+from .advertisement import Advertisement
+from .source import SourceContext, SourceUri
+
+STEP_S = 0.5
+Frames = tuple[Mapping[int, bytes], Mapping[str, bytes]]
+
+
+class SimSource:
+    live = True
+    feeds = None
+
+    def __init__(self, uri: SourceUri, ctx: SourceContext) -> None:
+        self.speed = uri.number("speed", 1.0)
+        duration = uri.params.get("duration")
+        self.duration = uri.number("duration", 0.0) if duration is not None else None
+        if self.speed <= 0:
+            raise InputError(uri.text, "speed", "expected a positive factor")
+        params = SimParams(
+            shoppers=uri.integer("shoppers", 20),
+            devices=uri.integer("devices", 40),
+            seed=uri.integer("seed", 1),
+            horizon_s=(self.duration or 4 * 3600.0) + 600.0,
+        )
+        try:
+            self.sim = StoreSimulation(ctx.layout, params)
+        except ValueError as e:
+            raise InputError(uri.text, "parameters", str(e)) from None
+        self.name = uri.text
+        self._mono = ctx.mono
+        self._receivers = ctx.receivers
+        self._frames: dict[str, Frames] = {}
+
+    async def batches(self) -> AsyncIterator[list[Advertisement]]:
+        start = self._mono()
+        t = 0.0
+        while self.duration is None or t < self.duration:
+            t1 = t + STEP_S * self.speed
+            if t1 >= self.sim.p.horizon_s - 600.0:
+                # past the generated horizon: a new simulated day with the same store
+                self.sim = StoreSimulation(
+                    self.sim.layout, dataclasses.replace(self.sim.p, seed=self.sim.p.seed + 1)
+                )
+                start, t, t1 = self._mono(), 0.0, STEP_S * self.speed
+            out = self._advertisements(t, t1, start)
+            t = t1
+            wait = start + t / self.speed - self._mono()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            if out:
+                yield out
+
+    def _advertisements(self, t0: float, t1: float, base: float) -> list[Advertisement]:
+        ch = self.sim.chunk(t0, t1)
+        rxs, sim = self._receivers, self.sim
+        out = []
+        for ts, rx, pid, rssi in zip(
+            ch.t.tolist(), ch.rx.tolist(), ch.person.tolist(), ch.rssi.tolist(), strict=True
+        ):
+            mfg, svc = self._decoded(sim.payload(pid, ts))
+            out.append(Advertisement(rxs[rx], sim.address(pid, ts), int(rssi), mfg, svc, base + ts))
+        return out
+
+    def _decoded(self, members: str) -> Frames:
+        """The trace-line members ("mfg": {...}, "svc": {...}) as bytes, decoded once each."""
+        got = self._frames.get(members)
+        if got is None:
+            if len(self._frames) > 10_000:
+                self._frames.clear()
+            obj = orjson.loads("{" + members + "}")
+            mfg = {int(k): bytes.fromhex(v) for k, v in obj.get("mfg", {}).items()}
+            svc = {k: bytes.fromhex(v) for k, v in obj.get("svc", {}).items()}
+            got = self._frames[members] = (mfg, svc)
+        return got

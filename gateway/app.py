@@ -1,0 +1,208 @@
+"""`shelfgate run`: sources -> pipeline -> SQLite outbox -> MQTT, one asyncio application made of
+small services (gateway/services/):
+
+    Intake          sources into the pipeline, events out; sleeps until the next deadline
+    Committer       group commit into the outbox; an offer commits at once
+    Publisher       the in-flight window to the broker; acks settle in the outbox
+    CatalogueService  the offer catalogue (pushed, validated off the loop, cached)
+    StatusReporter  the retained status message and `shelfgate status`'s notes
+    Watchdog        feeds systemd only while healthy
+
+Threads: the event loop (all of the above), the outbox thread (every SQLite call: one writer),
+the MQTT network thread (every paho call), serial reader threads. Data crosses into the loop only
+through `call_soon_threadsafe` / `run_in_executor`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from typing import Any
+
+from drivers.registry import open_sources
+from drivers.source import SourceContext
+from positioning.layout import Layout
+from positioning.pathloss import RadioModel
+
+from . import sdnotify
+from .assembly import build_identity, build_pipeline
+from .clock import Clock
+from .config import GatewayConfig
+from .mqtt import Connected, Disconnected, LinkEvent, Message, MqttLink, Published, Unsent
+from .services.catalogue import CatalogueService
+from .services.committer import Committer
+from .services.intake import Intake
+from .services.publisher import Publisher, Topics
+from .services.status import StatusReporter, Watchdog, status_payload
+from .services.store import OutboxWorker
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_FLUSH_S = 5.0
+
+
+class Gateway:
+    def __init__(
+        self,
+        cfg: GatewayConfig,
+        layout: Layout,
+        model: RadioModel | None,
+        sources: tuple[str, ...],
+        clock: Clock | None = None,
+        exit_when_drained: bool = False,
+    ) -> None:
+        self.cfg = cfg
+        self.clock = clock or Clock()
+        self.exit_when_drained = exit_when_drained
+        data_dir = cfg.outbox_path.parent
+        self.identity = build_identity(cfg, layout, key_dir=data_dir)
+        self.pipeline = build_pipeline(cfg, layout, model, clock=self.clock, identity=self.identity)
+        ctx = SourceContext(layout, self.clock.mono, self.pipeline.resolver, workers=1)
+        self.sources = open_sources(sources, ctx)
+        self.topics = Topics(cfg.mqtt.topic_prefix, self.identity.store, self.identity.gateway)
+        self.store = OutboxWorker(
+            cfg.outbox_path, int(cfg.outbox.quota_mb * 1024 * 1024), self.clock
+        )
+        self._timezone = layout.timezone
+        self._stop = asyncio.Event()
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self._stop.set)
+        await self.store.open()
+        self._wire(loop)
+        for alert in (await self.store.do(lambda o: o.stats()))["alerts"]:
+            log.error("alert: %s", alert)
+        await self.catalogue.load_cached()
+        self.link.start()
+        sdnotify.notify("READY=1")
+        tasks = [
+            asyncio.create_task(self.intake.run(), name="intake"),
+            asyncio.create_task(self.committer.run(), name="committer"),
+            asyncio.create_task(self.publisher.run(), name="publisher"),
+            asyncio.create_task(self.status.run(), name="status"),
+            asyncio.create_task(self.watchdog.run(), name="watchdog"),
+        ]
+        if self.exit_when_drained:
+            tasks.append(asyncio.create_task(self._exit_when_drained(), name="drain"))
+        stop_waiter = asyncio.create_task(self._stop.wait())
+        try:
+            done, _ = await asyncio.wait([stop_waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+            for t in done:
+                if t is not stop_waiter and not t.cancelled() and t.exception() is not None:
+                    raise t.exception()  # type: ignore[misc]
+        finally:
+            stop_waiter.cancel()
+            await self._shutdown(tasks)
+        return 0
+
+    def _wire(self, loop: asyncio.AbstractEventLoop) -> None:
+        cfg = self.cfg
+        self.link = MqttLink(
+            cfg.mqtt.link_settings(
+                self.identity.store, self.identity.gateway, f"{cfg.path}: mqtt.broker"
+            ),
+            loop,
+            self._on_link_event,
+            will=(
+                self.topics.status,
+                status_payload(
+                    self.topics, self.clock, False, {}, 0, {"version": None, "rejected": None}
+                ),
+            ),
+            subscriptions=(self.topics.offers,),
+        )
+        self.publisher = Publisher(
+            self.store, self.link, self.topics, cfg.mqtt, cfg.outbox, self.clock
+        )
+        self.committer = Committer(self.store, cfg.outbox, self.publisher.kick)
+        self.intake = Intake(self.sources, self.pipeline, self.committer.add, self.clock)
+        self.catalogue = CatalogueService(
+            self.store, self.pipeline, self._timezone, self.identity, self.clock, self._status_now
+        )
+        self.status = StatusReporter(
+            self.store,
+            self.link,
+            self.publisher,
+            self.topics,
+            self.clock,
+            cfg.mqtt.broker,
+            lambda: self.pipeline.tracker.active_tags,
+            self.catalogue.state,
+        )
+        self.watchdog = Watchdog(self.store, lambda: self.intake.last_delivery, self.clock)
+        self._bg: set[asyncio.Task[Any]] = set()
+
+    async def _status_now(self) -> None:
+        self.catalogue.forget_old_triggers()
+        await self.status.publish(True)
+
+    def _spawn(self, coro: Any) -> None:
+        """Work started from a link event: kept referenced, awaited at shutdown."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._bg.add(task)
+        task.add_done_callback(self._bg.discard)
+
+    def _on_link_event(self, ev: LinkEvent) -> None:
+        """Runs on the loop (handed over from the MQTT thread)."""
+        if isinstance(ev, Connected):
+            self.publisher.on_connected(ev)
+            self._spawn(self._status_now())
+        elif isinstance(ev, Disconnected):
+            self.publisher.on_disconnected(ev)
+            self._spawn(self.status.note("disconnected"))
+        elif isinstance(ev, Published | Unsent):
+            self.publisher.on_settled(ev)
+        elif isinstance(ev, Message) and ev.topic == self.topics.offers:
+            self._spawn(self.catalogue.on_message(ev.payload))
+
+    async def _exit_when_drained(self) -> None:
+        await self.intake.done.wait()
+        await self.committer.flush()
+        while True:
+            await self.publisher.idle.wait()
+            backlog = (await self.store.do(lambda o: o.stats()))["backlog"]
+            if backlog == 0 and not self.publisher.inflight:
+                log.info("source exhausted and every event acknowledged: exiting")
+                return
+            self.publisher.idle.clear()
+            self.publisher.kick()
+            await asyncio.sleep(0.2)  # not connected yet: look again shortly
+
+    async def _shutdown(self, tasks: list[asyncio.Task[Any]]) -> None:
+        """Stop intake, commit what the pipeline holds, give in-flight publishes a bounded time."""
+        tasks[0].cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await tasks[0]
+        sdnotify.notify("STOPPING=1")
+        self.intake.finish()
+        await self.committer.flush()
+        await self.publisher.wait_acknowledged(SHUTDOWN_FLUSH_S)
+        for t in [*tasks[1:], *self._bg]:
+            t.cancel()
+        await asyncio.gather(*tasks[1:], *self._bg, return_exceptions=True)
+        await self.publisher.stop()
+        if self.publisher.connected:
+            self.link.publish(self.topics.status, self.status.payload(False), qos=1, retain=True)
+        await asyncio.get_running_loop().run_in_executor(None, self.link.stop)
+        await self.status.note("stopped")
+        await self.store.close()
+        log.info("stopped")
+
+
+def run_gateway(
+    cfg: GatewayConfig,
+    layout: Layout,
+    model: RadioModel | None,
+    sources: tuple[str, ...],
+    exit_when_drained: bool = False,
+    clock: Clock | None = None,
+) -> int:
+    async def main() -> int:
+        return await Gateway(cfg, layout, model, sources, clock, exit_when_drained).run()
+
+    return asyncio.run(main())

@@ -1,0 +1,103 @@
+"""Sources into the pipeline: every source pumps its batches into one bounded queue; the intake
+feeds them to the pipeline, dispatched by type, and hands the events to `sink`. With no data it
+sleeps until the pipeline's next deadline (no polling: an empty store sleeps until a radio
+delivers)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from drivers.source import Batch, Source
+from drivers.trace.reader import SightingBlock
+from gateway.clock import Clock
+from gateway.events import WireEvent
+from gateway.pipeline import Pipeline
+
+log = logging.getLogger(__name__)
+
+QUEUE_BATCHES = 64
+
+
+class Intake:
+    def __init__(
+        self,
+        sources: list[Source],
+        pipeline: Pipeline,
+        sink: Callable[[list[WireEvent]], None],
+        clock: Clock,
+    ) -> None:
+        self._sources = sources
+        self._pipeline = pipeline
+        self._sink = sink
+        self._clock = clock
+        start = clock.mono()
+        self.last_delivery: dict[str, float] = {s.name: start for s in sources if s.live}
+        self.done = asyncio.Event()  # every source ended and the pipeline finished
+        self._finished = False
+
+    async def run(self) -> None:
+        queue: asyncio.Queue[tuple[Source, Batch | SightingBlock] | Source] = asyncio.Queue(
+            maxsize=QUEUE_BATCHES
+        )
+
+        async def pump(src: Source) -> None:
+            try:
+                async for batch in src.batches():
+                    await queue.put((src, batch))
+            finally:
+                await queue.put(src)  # this source ended
+
+        pumps = [asyncio.create_task(pump(s), name=f"source {s.name}") for s in self._sources]
+        running = len(pumps)
+        try:
+            while running:
+                item = await self._next(queue)
+                if item is None:  # the pipeline's deadline came first
+                    self._sink(self._pipeline.advance(self._clock.mono()))
+                    continue
+                if not isinstance(item, tuple):
+                    running -= 1
+                    _raise_failed(pumps)  # a source that failed (e.g. a radio that stays silent)
+                    continue
+                src, batch = item
+                if isinstance(batch, SightingBlock):
+                    self._sink(self._pipeline.feed_block(batch))
+                else:
+                    self.last_delivery[src.name] = self._clock.mono()
+                    self._sink(self._pipeline.feed(batch))
+            _raise_failed(pumps)
+            self.finish()
+            self.done.set()
+            await asyncio.Event().wait()  # sources ended: keep delivering until stopped / drained
+        finally:
+            for p in pumps:
+                p.cancel()
+            await asyncio.gather(*pumps, return_exceptions=True)
+
+    async def _next(
+        self, queue: asyncio.Queue[tuple[Source, Batch | SightingBlock] | Source]
+    ) -> tuple[Source, Batch | SightingBlock] | Source | None:
+        deadline = self._pipeline.next_deadline() if self._pipeline.live else None
+        delay = None if deadline is None else max(0.0, deadline - self._clock.mono())
+        try:
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
+            # that arrives as the queue delivers (a SIGTERM lost right after SIGCONT, when a
+            # stopped source delivers its backlog at once)
+            async with asyncio.timeout(delay):
+                return await queue.get()
+        except TimeoutError:
+            return None
+
+    def finish(self) -> None:
+        """Close every open stay (end of input, or shutdown); once."""
+        if not self._finished:
+            self._finished = True
+            self._sink(self._pipeline.finish())
+
+
+def _raise_failed(pumps: list[asyncio.Task[None]]) -> None:
+    for p in pumps:
+        if p.done() and not p.cancelled() and p.exception() is not None:
+            raise p.exception()  # type: ignore[misc]

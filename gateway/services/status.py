@@ -1,0 +1,150 @@
+"""The gateway's state for people and fleets: the retained status message (also the last will,
+`online: false`), the state notes `shelfgate status` reads from the outbox, and the systemd
+watchdog, fed only while the gateway is healthy."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sqlite3
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from gateway import __version__, sdnotify
+from gateway.clock import Clock
+from gateway.events import EVENT_SCHEMA
+from gateway.mqtt import MqttLink
+
+from .publisher import Publisher, Topics
+from .store import OutboxWorker
+
+log = logging.getLogger(__name__)
+
+STATUS_EVERY_S = 30.0
+SOURCE_SILENCE_S = 300.0  # a live source silent this long is unhealthy
+
+
+def status_payload(
+    topics: Topics,
+    clock: Clock,
+    online: bool,
+    stats: dict[str, Any],
+    active_tags: int,
+    offers: dict[str, Any],
+) -> bytes:
+    """The retained status message (config/schemas/status.schema.json)."""
+    return orjson.dumps(
+        {
+            "schema": EVENT_SCHEMA,
+            "store": topics.store,
+            "gateway": topics.gateway,
+            "online": online,
+            "version": __version__,
+            "time": round(clock.wall(), 3),
+            "clock_synced": clock.synced(),
+            "backlog": stats.get("backlog", 0),
+            "oldest_age_s": stats.get("oldest_age_s"),
+            "last_acked_seq": stats.get("last_acked_seq", 0),
+            "drops": stats.get("drops", {}),
+            "dead_letter": stats.get("dead_letter", 0),
+            "alerts": stats.get("alerts", []),
+            "active_tags": active_tags,
+            "offers": offers,
+        }
+    )
+
+
+class StatusReporter:
+    def __init__(
+        self,
+        store: OutboxWorker,
+        link: MqttLink,
+        publisher: Publisher,
+        topics: Topics,
+        clock: Clock,
+        broker: str,
+        active_tags: Callable[[], int],
+        offers: Callable[[], dict[str, Any]],
+    ) -> None:
+        self._store = store
+        self._link = link
+        self._publisher = publisher
+        self._topics = topics
+        self._clock = clock
+        self._broker = broker
+        self._active_tags = active_tags
+        self._offers = offers
+        self.stats: dict[str, Any] = {}
+        self._since: float | None = None  # wall time the link came up (or went down)
+        self._state = "starting"
+
+    def payload(self, online: bool) -> bytes:
+        return status_payload(
+            self._topics, self._clock, online, self.stats, self._active_tags(), self._offers()
+        )
+
+    async def publish(self, online: bool = True) -> None:
+        self.stats = await self._store.do(lambda o: o.stats())
+        await self.note("connected" if self._publisher.connected else "disconnected")
+        if self._publisher.connected:
+            self._link.publish(self._topics.status, self.payload(online), qos=1, retain=True)
+
+    async def note(self, state: str) -> None:
+        """The link's state for `shelfgate status`; 'since' changes only when the state does."""
+        if state != self._state or self._since is None:
+            self._state, self._since = state, self._clock.wall()
+        meta = {
+            "mqtt_state": state,
+            "mqtt_since": self._since,
+            "broker": self._broker,
+            "pid": os.getpid(),
+            "version": __version__,
+            "active_tags": self._active_tags(),
+        }
+        await self._store.do(lambda o: o.set_meta(meta))
+
+    async def run(self, every_s: float = STATUS_EVERY_S) -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            await self.publish(True)
+
+
+class Watchdog:
+    """Fed only while healthy: the event loop runs (we are here), the outbox thread answers, and
+    every live source delivered something (any advertisement, tag or not) within
+    SOURCE_SILENCE_S. A hung loop, a wedged writer or a dead radio stops the feeding, and
+    systemd restarts the service."""
+
+    def __init__(
+        self, store: OutboxWorker, last_delivery: Callable[[], dict[str, float]], clock: Clock
+    ) -> None:
+        self._store = store
+        self._last_delivery = last_delivery
+        self._clock = clock
+        self.interval_s = sdnotify.watchdog_interval_s()
+
+    async def run(self) -> None:
+        if self.interval_s is None:
+            return
+        while True:
+            await asyncio.sleep(self.interval_s)
+            reason = await self.unhealthy()
+            if reason is not None:
+                log.error("%s: not feeding the systemd watchdog", reason)
+                continue
+            sdnotify.notify("WATCHDOG=1")
+
+    async def unhealthy(self) -> str | None:
+        try:
+            async with asyncio.timeout(10.0):  # not wait_for: see Committer.run
+                await self._store.do(lambda o: o.stats())
+        except (TimeoutError, sqlite3.Error) as e:
+            return f"outbox not answering ({e or 'timeout'})"
+        now = self._clock.mono()
+        silent = [n for n, t in self._last_delivery().items() if now - t > SOURCE_SILENCE_S]
+        if silent:
+            return f"no data from {', '.join(silent)} for {SOURCE_SILENCE_S / 60:.0f} min"
+        return None

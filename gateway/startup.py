@@ -1,0 +1,72 @@
+"""What `run` and `check` share: the effective configuration (file + command line), the layout,
+the calibration and the data directory, validated the same way, so that whatever `check` calls
+fine, `run` starts with, and a user mistake is one line and exit 2 in both."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from positioning.errors import InputError
+from positioning.layout import Layout
+from positioning.pathloss import RadioModel
+
+from .cli.common import default_layout
+from .config import GatewayConfig, load_config
+
+
+@dataclass(frozen=True, slots=True)
+class Setup:
+    cfg: GatewayConfig
+    layout_path: str
+    sources: tuple[str, ...]
+    calibration: str | None
+
+
+def effective_setup(a: argparse.Namespace) -> Setup:
+    """Config file + command-line overrides (the command line wins), validated once."""
+    cfg = load_config(a.config).with_overrides(
+        broker=a.broker,
+        data_dir=a.data_dir,
+        store=a.store,
+        gateway_id=a.gateway,
+        sources=tuple(a.source) if a.source else None,
+    )
+    layout = a.layout or cfg.gateway.layout or default_layout()
+    sources = tuple(s.uri for s in cfg.sources) or (f"sim:{layout}",)
+    return Setup(cfg, layout, sources, a.calibration or cfg.gateway.calibration)
+
+
+def load_model(path: str | None) -> RadioModel | None:
+    from .assembly import load_calibration
+
+    return load_calibration(path) if path else None
+
+
+def load_store_layout(path: str) -> Layout:
+    from .layoutfile import load_layout
+
+    return load_layout(path)
+
+
+def prepare_data_dir(data_dir: str) -> Path:
+    """The data dir, made private (0700) if missing; a clear error when it cannot hold the
+    outbox (a file in its place, no write permission)."""
+    p = Path(data_dir)
+    if p.exists() and not p.is_dir():
+        raise InputError(
+            data_dir, "gateway.data_dir", "is a file; expected a directory for the outbox"
+        )
+    try:
+        p.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except PermissionError:
+        raise InputError(
+            data_dir, "gateway.data_dir", "cannot be created by this user (the outbox lives there)"
+        ) from None
+    if not os.access(p, os.W_OK | os.X_OK):
+        raise InputError(
+            data_dir, "gateway.data_dir", "is not writable by this user (the outbox lives there)"
+        )
+    return p
