@@ -85,11 +85,12 @@ class Gateway:
             asyncio.create_task(self.committer.run(), name="committer"),
             asyncio.create_task(self.publisher.run(), name="publisher"),
             asyncio.create_task(self.status.run(), name="status"),
-            asyncio.create_task(self.watchdog.run(), name="watchdog"),
         ]
-        if self.exit_when_drained:
-            tasks.append(asyncio.create_task(self._exit_when_drained(), name="drain"))
-        stop_waiter = asyncio.create_task(self._stop.wait())
+        if self.watchdog.interval_s is not None:  # under systemd with WatchdogSec
+            tasks.append(asyncio.create_task(self.watchdog.run(), name="watchdog"))
+        stop_waiter = asyncio.create_task(
+            self._exit_when_drained() if self.exit_when_drained else self._stop.wait()
+        )
         try:
             done, _ = await asyncio.wait([stop_waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
             for t in done:
@@ -161,7 +162,14 @@ class Gateway:
             self._spawn(self.catalogue.on_message(ev.payload))
 
     async def _exit_when_drained(self) -> None:
-        await self.intake.done.wait()
+        """Ends when stopped, or once the sources are exhausted and every event acknowledged."""
+        done = asyncio.create_task(self.intake.done.wait())
+        stop = asyncio.create_task(self._stop.wait())
+        await asyncio.wait([done, stop], return_when=asyncio.FIRST_COMPLETED)
+        done.cancel()
+        stop.cancel()
+        if self._stop.is_set():
+            return
         await self.committer.flush()
         while True:
             await self.publisher.idle.wait()
@@ -171,7 +179,11 @@ class Gateway:
                 return
             self.publisher.idle.clear()
             self.publisher.kick()
-            await asyncio.sleep(0.2)  # not connected yet: look again shortly
+            with contextlib.suppress(TimeoutError):  # not connected yet: look again shortly
+                async with asyncio.timeout(0.2):
+                    await self._stop.wait()
+            if self._stop.is_set():
+                return
 
     async def _shutdown(self, tasks: list[asyncio.Task[Any]]) -> None:
         """Stop intake, commit what the pipeline holds, give in-flight publishes a bounded time."""

@@ -29,6 +29,7 @@ class SerialSource:
     def __init__(self, uri: SourceUri, ctx: SourceContext) -> None:
         self.uri = uri
         self.name = uri.text
+        SerialReader(uri, "", ctx.mono, lambda items: None)  # validates protocol and port first
         if uri.params.get("protocol") == "dwm1001":
             rx = uri.params.get("rx")
             if rx is None:
@@ -39,7 +40,6 @@ class SerialSource:
             self.feeds = rx
         self.receiver = rx
         self._mono = ctx.mono
-        SerialReader(uri, rx, ctx.mono, lambda items: None)  # validates the URI now
 
     async def batches(self) -> AsyncIterator[list[Reading]]:
         loop = asyncio.get_running_loop()

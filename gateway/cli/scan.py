@@ -55,7 +55,12 @@ async def _scan(a: argparse.Namespace, out: IO[bytes]) -> tuple[int, int]:
                 "scan records receivers: expected bluez:hci0 or serial:<port>?protocol=...&rx=<id>",
             )
         rx = su.params.get("rx") or su.path.rsplit("/", 1)[-1] or "hci0"
-        layout = scan_layout(rx) if su.kind != "sim" else load_layout(su.path)
+        if su.kind == "sim":
+            layout = load_layout(su.path)
+        else:
+            layout = scan_layout(rx)
+            if "rx" not in su.params:  # label the readings with the port's or adapter's name
+                uri = f"{uri}{'&' if '?' in uri else '?'}rx={rx}"
         sources.append(open_source(uri, SourceContext(layout, clock.mono, resolver)))
     count = 0
 

@@ -127,8 +127,7 @@ class Watchdog:
         self.interval_s = sdnotify.watchdog_interval_s()
 
     async def run(self) -> None:
-        if self.interval_s is None:
-            return
+        assert self.interval_s is not None, "only under systemd's watchdog"
         while True:
             await asyncio.sleep(self.interval_s)
             reason = await self.unhealthy()
