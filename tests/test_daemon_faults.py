@@ -12,13 +12,15 @@ from pathlib import Path
 
 import pytest
 
+from drivers.advertisement import Advertisement
+from gateway.assembly import build_pipeline
 from gateway.clock import FakeClock
 from gateway.config import config_from_dict
-from gateway.daemon import Gateway
+from gateway.events import WireEvent
 from gateway.layoutfile import load_layout
-from gateway.mqtt_link import full_jitter
+from gateway.mqtt import full_jitter
 from gateway.outbox import read_status
-from positioning.types import DwellEvent
+from positioning.frames import ibeacon_payload
 
 from .conftest import ROOT, shelfgate
 from .mqtt_helpers import Broker, Consumer, env, wait_exit
@@ -183,26 +185,35 @@ def test_mutual_tls(tmp_path: Path) -> None:
 
 
 def test_clock_jump_changes_no_dwell_duration(tmp_path: Path) -> None:
-    """The wall clock starts an hour behind and is corrected ("NTP sync") during a dwell."""
-    cfg = config_from_dict(
-        {"gateway": {"data_dir": str(tmp_path)}, "privacy": {"secret": "s" * 20}}, "<test>"
-    )
+    """The wall clock starts an hour behind and is corrected ("NTP sync") during a dwell: the
+    real pipeline runs on the monotonic clock, so no duration changes; wall times are applied at
+    the edge, with the clock as it is when each event leaves."""
+    cfg = config_from_dict({"privacy": {"secret": "s" * 20}}, "<test>")
     layout = load_layout(ROOT / "config" / "layout.toml")
     clock = FakeClock(mono=5000.0, wall_offset=1767261600.0 - 3600.0, synced=False)
-    gw = Gateway(cfg, layout, None, [], clock)
-    gw.tracker.events.append(
-        DwellEvent("dwell_threshold", "ibeacon:x:1:2", "paint", 5000.0, 5060.0)
-    )
-    gw._collect(live=True)
-    clock.advance(200.0)
+    pipeline = build_pipeline(cfg, layout, None, clock=clock)
+    frame = {76: ibeacon_payload("f7826da6-4fa2-4e98-8024-bc5b71e0893e", 1, 2)}
+    events: list[WireEvent] = []
+
+    def hear_until(t_end: float) -> None:
+        while clock.mono() < t_end:
+            events.extend(
+                pipeline.feed([Advertisement("rx01", "AA:BB", -45, frame, {}, clock.mono())])
+            )
+            clock.advance(0.5)
+
+    hear_until(5100.0)  # the stay starts and crosses min_dwell_s (60 s) before the correction
     clock.wall_offset += 3600.0  # NTP steps the clock
     clock.is_synced = True
-    gw.tracker.events.append(DwellEvent("dwell", "ibeacon:x:1:2", "paint", 5000.0, 5200.0))
-    gw._collect(live=True)
-    first, second = gw._pending
-    assert first["duration_s"] == 60.0 and second["duration_s"] == 200.0
-    assert first["clock_synced"] is False and second["clock_synced"] is True
-    assert second["start"] == pytest.approx(5000.0 + 1767261600.0)  # corrected wall time
+    hear_until(5300.0)
+    events.extend(pipeline.finish())
+    first = next(e for e in events if e.type == "dwell_threshold")
+    second = next(e for e in events if e.type == "dwell")
+    assert first.body()["duration_s"] == 60.0
+    assert first.clock_synced is False and second.clock_synced is True
+    assert second.start - first.start == pytest.approx(3600.0)  # the corrected wall time
+    assert second.end == pytest.approx(5299.5 + 1767261600.0)  # last heard, on the new offset
+    assert second.body()["duration_s"] == pytest.approx(second.end - second.start)
 
 
 def test_backoff_is_full_jitter_and_capped() -> None:
@@ -217,26 +228,47 @@ def test_backoff_is_full_jitter_and_capped() -> None:
 
 
 @pytest.mark.parametrize(
-    ("body", "expect"),
+    ("body", "expect", "problems"),
     [
-        ("[mqtt]\nbrokr = 'x'\n", "mqtt.brokr: unknown key"),
-        ("[pipeline]\nmin_dwell_s = 'long'\n", "pipeline.min_dwell_s: expected"),
+        ("[mqtt]\nbrokr = 'x'\n", "mqtt.brokr: unknown key", 1),
+        ("[pipeline]\nmin_dwell_s = 'long'\n", "pipeline.min_dwell_s: expected", 1),
         (
             "[mqtt]\ncert_file = '/nope/gw.crt'\nkey_file = '/nope/gw.key'\n",
             "mqtt.cert_file: file /nope/gw.crt does not exist",
+            2,  # both files are missing: a line each
         ),
-        ("[mqtt]\nbroker = 'mqtt://10.1.2.3:1883'\n", "plaintext MQTT to a non-loopback host"),
-        ("[privacy]\nsecret = 'short'\n", "privacy.secret: expected at least 16"),
-        ("[gateway\n", "not valid TOML"),
+        ("[mqtt]\nbroker = 'mqtt://10.1.2.3:1883'\n", "plaintext MQTT to a non-loopback host", 1),
+        ("[privacy]\nsecret = 'short'\n", "privacy.secret: expected at least 16", 1),
+        ("[gateway\n", "not valid TOML", 1),
     ],
 )
-def test_bad_config_gives_one_clear_line(tmp_path: Path, body: str, expect: str) -> None:
+def test_bad_config_gives_one_clear_line(
+    tmp_path: Path, body: str, expect: str, problems: int
+) -> None:
     cfg = tmp_path / "gateway.toml"
     cfg.write_text(body)
     res = run_cli("run", "--config", str(cfg), timeout=30)
     assert res.returncode == 2
     assert expect in res.stderr and str(cfg) in res.stderr
-    assert "Traceback" not in res.stderr and res.stderr.strip().count("\n") == 0
+    assert "Traceback" not in res.stderr and res.stderr.strip().count("\n") == problems - 1
+
+
+def test_every_config_problem_is_reported_with_its_line(tmp_path: Path) -> None:
+    cfg = tmp_path / "gateway.toml"
+    cfg.write_text(
+        "[gateway]\nid = 'gw-01'\n\n[pipeline]\nmax_tags = 'many'\nmin_dwell_s = -1\n"
+        "\n[mqtt]\nbroker = 'mqtt://user:pw@broker.example.com'\nkeepalive = 5\n"
+    )
+    for cmd in ("run", "check"):
+        res = run_cli(cmd, "--config", str(cfg), timeout=30)
+        out = res.stderr if cmd == "run" else res.stdout
+        assert res.returncode == (2 if cmd == "run" else 1), out
+        assert f"{cfg}:5: pipeline.max_tags: expected most tags tracked at once, got 'many'" in out
+        assert f"{cfg}:6: pipeline.min_dwell_s: expected a positive number" in out
+        assert f"{cfg}:9: mqtt.broker:" in out and "credentials do not belong" in out
+        assert f"{cfg}:10: mqtt.keepalive: unknown key" in out
+        assert "pw" not in out.replace("password", "")  # the password is never echoed
+        assert "Traceback" not in res.stdout + res.stderr
 
 
 def test_check_explains_in_plain_words(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ class ReplaySource:
         self.name = uri.text
         self.path = uri.path
         if not Path(self.path).exists():
-            raise InputError(uri.text, "", "trace file not found")
+            raise InputError(uri.text, "", "the trace file does not exist")
         self.speed = uri.number("speed", 0.0)
         if self.speed < 0:
             raise InputError(uri.text, "speed", "expected a positive factor, e.g. speed=10")

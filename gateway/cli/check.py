@@ -153,7 +153,7 @@ def _check_sources(r: Report, sources: tuple[str, ...], layout: Layout) -> None:
         try:
             src = open_source(uri, ctx)
         except ShelfgateError as e:
-            r.fail(str(e))
+            r.fail(f"source {e}")
             continue
         missing = _missing_device(uri)
         if missing:
