@@ -32,7 +32,7 @@ from gateway import events
 from gateway.app import Gateway
 from gateway.config import config_from_dict
 from gateway.layoutfile import load_layout
-from gateway.mqtt import Published, Unsent
+from gateway.mqtt.link import Published, Unsent
 from gateway.outbox import Outbox
 from gateway.services.committer import Committer
 from gateway.services.publisher import Publisher

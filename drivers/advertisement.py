@@ -25,6 +25,7 @@ class Advertisement:
     t: float  # monotonic seconds at reception (live) or the trace's unix time
     tx: int | None = None
     name: str | None = None
+    scan_response: bool = False  # the answer to an active scan's request, not the advertisement
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,7 @@ from . import sdnotify
 from .assembly import build_identity, build_pipeline
 from .clock import Clock
 from .config import GatewayConfig
-from .mqtt import Connected, Disconnected, LinkEvent, Message, MqttLink, Published, Unsent
+from .mqtt.link import Connected, Disconnected, LinkEvent, Message, MqttLink, Published, Unsent
 from .services.catalogue import CatalogueService
 from .services.committer import Committer
 from .services.intake import Intake

@@ -16,18 +16,21 @@ moment they are shaped) and the clock's sync state. A trace's time is wall time 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from drivers.advertisement import Advertisement, PositionFix, Reading
 from drivers.trace.reader import SightingBlock
-from positioning.offers import OfferMatcher
 from positioning.tags import TagResolver
 from positioning.tracker import ZoneTracker
 from positioning.types import DwellEvent, ZoneSegment
 
 from .clock import Clock
 from .events import Identity, WireEvent, dwell_event, offer_event
+
+if TYPE_CHECKING:
+    from positioning.offers import OfferMatcher  # loaded only when a catalogue is used
 
 TICK_S = 1.0
 

@@ -6,6 +6,7 @@ None for anything that is not exactly a frame it knows; none of them raises.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import lru_cache
 
 APPLE = 0x004C
@@ -56,7 +57,7 @@ def _tag_from_svc(uuid: str, data: bytes) -> str | None:
     return None
 
 
-def tag_id(mfg: dict[int, bytes], svc: dict[str, bytes]) -> str | None:
+def tag_id(mfg: Mapping[int, bytes], svc: Mapping[str, bytes]) -> str | None:
     """The tag id an advertisement carries, or None when it carries no beacon frame.
 
     Decoding is cached by payload (beacon frames repeat), with a bounded cache so a flood of

@@ -1,8 +1,9 @@
 """Which tag an advertisement belongs to: the one place tags are resolved, for every source.
 
 Identity comes from the beacon frame (phones rotate addresses), else from an address the store
-registered for a tag without a frame (`mac:<ADDR>`). Frames repeat, so decoding is cached by
-payload, in a bounded cache: a flood of random payloads cannot grow memory.
+registered for a tag without a frame (`mac:<ADDR>`). Frames repeat, so `positioning.frames`
+caches their decoding by payload, in bounded caches: a flood of random payloads cannot grow
+memory.
 """
 
 from __future__ import annotations
@@ -11,27 +12,18 @@ from collections.abc import Iterable, Mapping
 
 from .frames import tag_id, tag_id_from_json
 
-CACHE_MAX = 8192
-
 
 class TagResolver:
     def __init__(self, registered_addresses: Iterable[str] = ()) -> None:
         self.registered: dict[str, str] = {
             a.upper(): f"mac:{a.upper()}" for a in registered_addresses
         }
-        self._cache: dict[tuple[object, ...], str | None] = {}
 
     def resolve(
         self, mfg: Mapping[int, bytes], svc: Mapping[str, bytes], address: str
     ) -> str | None:
         """The tag of a radio's advertisement (raw bytes), or None: not a tag."""
-        key = (*mfg.items(), *svc.items())
-        try:
-            tag = self._cache[key]
-        except KeyError:
-            if len(self._cache) >= CACHE_MAX:
-                self._cache.clear()
-            tag = self._cache[key] = tag_id(dict(mfg), dict(svc))
+        tag = tag_id(mfg, svc)
         if tag is None and self.registered:
             return self.registered.get(address.upper())
         return tag

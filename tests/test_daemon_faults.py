@@ -18,7 +18,7 @@ from gateway.clock import FakeClock
 from gateway.config import config_from_dict
 from gateway.events import WireEvent
 from gateway.layoutfile import load_layout
-from gateway.mqtt import full_jitter
+from gateway.mqtt.settings import full_jitter
 from gateway.outbox import read_status
 from positioning.frames import ibeacon_payload
 

@@ -24,7 +24,7 @@ DWM_EXAMPLE = (
 
 def test_bled112_worked_example() -> None:
     (adv,) = BgapiDecoder().feed(BLED_EXAMPLE)
-    assert adv.rssi == -62 and adv.addr == "AA:BB:CC:DD:EE:FF" and not adv.scan_response
+    assert adv.rssi == -62 and adv.address == "AA:BB:CC:DD:EE:FF" and not adv.scan_response
     assert tag_id(adv.mfg, adv.svc) == TAG
 
 
@@ -46,12 +46,14 @@ def test_bled112_encoder_round_trip() -> None:
     (adv,) = BgapiDecoder().feed(
         bgapi_scan_response_frame(-71, "12:34:56:78:9A:BC", ad, addr_type=1)
     )
-    assert (adv.rssi, adv.addr, tag_id(adv.mfg, adv.svc)) == (-71, "12:34:56:78:9A:BC", TAG)
+    assert (adv.rssi, adv.address, tag_id(adv.mfg, adv.svc)) == (-71, "12:34:56:78:9A:BC", TAG)
 
 
 def test_nina_both_firmware_generations() -> None:
     (adv,) = NinaDecoder(firmware=2).feed(NINA_EXAMPLE)
-    assert adv.addr == "AA:BB:CC:DD:EE:FF" and adv.rssi == -62 and tag_id(adv.mfg, adv.svc) == TAG
+    assert (
+        adv.address == "AA:BB:CC:DD:EE:FF" and adv.rssi == -62 and tag_id(adv.mfg, adv.svc) == TAG
+    )
     assert not adv.scan_response
     v3 = NINA_EXAMPLE.replace(b'"",2,', b'"",0,')
     (adv3,) = NinaDecoder(firmware=3).feed(v3)

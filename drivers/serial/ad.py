@@ -9,23 +9,8 @@ resynchronises; nothing in them raises on bad input.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 SIG_BASE = "-0000-1000-8000-00805f9b34fb"
 MAX_LINE = 1024
-
-
-@dataclass(frozen=True, slots=True)
-class RawAdvert:
-    """One advertisement as a receiver reports it, before a timestamp and receiver id are added."""
-
-    addr: str
-    rssi: int
-    mfg: dict[int, bytes]
-    svc: dict[str, bytes]
-    tx: int | None = None
-    name: str | None = None
-    scan_response: bool = False
 
 
 def parse_ad(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from .ad import RawAdvert, parse_ad
+from drivers.advertisement import Advertisement
+
+from .ad import parse_ad
 
 BGAPI_SCAN_PARAMS = bytes.fromhex("000506074B00320001")  # interval 75, window 50, active
 BGAPI_DISCOVER_OBSERVE = bytes.fromhex("0001060202")
@@ -16,15 +18,17 @@ class BgapiDecoder:
     id) then the payload. Only `gap_scan_response` events (class 6, id 0) are decoded; command
     responses are consumed; anything implausible is skipped one byte at a time."""
 
-    def __init__(self) -> None:
+    def __init__(self, receiver: str = "") -> None:
+        self.receiver = receiver
         self._buf = bytearray()
         self.garbage_bytes = 0
         self.frames = 0
 
-    def feed(self, data: bytes) -> list[RawAdvert]:
+    def feed(self, data: bytes, t: float = 0.0) -> list[Advertisement]:
+        """The advertisements in `data`, heard by this decoder's receiver at time `t`."""
         buf = self._buf
         buf += data
-        out: list[RawAdvert] = []
+        out: list[Advertisement] = []
         while len(buf) >= 4:
             b0, b1, cls, cid = buf[0], buf[1], buf[2], buf[3]
             length = ((b0 & 0x07) << 8) | b1
@@ -37,7 +41,7 @@ class BgapiDecoder:
                 break
             payload = bytes(buf[4 : 4 + length])
             if b0 & 0x80 and cls == 6 and cid == 0:
-                adv = self._scan_response(payload)
+                adv = self._scan_response(payload, t)
                 if adv is None:
                     del buf[0]  # a header look-alike inside garbage: resynchronise
                     self.garbage_bytes += 1
@@ -47,8 +51,7 @@ class BgapiDecoder:
             del buf[: 4 + length]
         return out
 
-    @staticmethod
-    def _scan_response(p: bytes) -> RawAdvert | None:
+    def _scan_response(self, p: bytes, t: float) -> Advertisement | None:
         if len(p) < 11 or p[10] != len(p) - 11:
             return None
         rssi = int.from_bytes(p[0:1], "little", signed=True)
@@ -60,7 +63,7 @@ class BgapiDecoder:
         if ad is None:
             return None
         mfg, svc, tx, name = ad
-        return RawAdvert(addr, rssi, mfg, svc, tx, name, scan_response=packet_type == 4)
+        return Advertisement(self.receiver, addr, rssi, mfg, svc, t, tx, name, packet_type == 4)
 
 
 def bgapi_scan_response_frame(

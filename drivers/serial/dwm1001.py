@@ -26,7 +26,7 @@ class DwmDecoder:
         self._buf = bytearray()
         self.bad_lines = 0
 
-    def feed(self, data: bytes) -> list[UwbFix]:
+    def feed(self, data: bytes, t: float = 0.0) -> list[UwbFix]:
         buf = self._buf
         buf += data
         out: list[UwbFix] = []

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 
-from .ad import MAX_LINE, RawAdvert, parse_ad
+from drivers.advertisement import Advertisement
+
+from .ad import MAX_LINE, parse_ad
 
 UBTD = re.compile(
     rb'^\+UBTD:([0-9A-Fa-f]{12})([prPR]),(-?\d{1,3}),"((?:[^"\\]|\\.)*)",(\d),([0-9A-Fa-f]*)$'
@@ -15,16 +17,18 @@ class NinaDecoder:
     """`+UBTD:` lines of `AT+UBTD=4,1,...`. `firmware` 2 (data type 1 = scan response, 2 =
     advertisement) or 3 (0 = scan response, 1 = advertisement, 2 = extended)."""
 
-    def __init__(self, firmware: int = 2) -> None:
+    def __init__(self, firmware: int = 2, receiver: str = "") -> None:
+        self.receiver = receiver
         self._buf = bytearray()
         self.firmware = firmware
         self.bad_lines = 0
         self.scan_done = 0  # "OK" lines: the scan period ended, re-issue it
 
-    def feed(self, data: bytes) -> list[RawAdvert]:
+    def feed(self, data: bytes, t: float = 0.0) -> list[Advertisement]:
+        """The advertisements in `data`, heard by this decoder's receiver at time `t`."""
         buf = self._buf
         buf += data
-        out: list[RawAdvert] = []
+        out: list[Advertisement] = []
         while True:
             nl = buf.find(b"\n")
             if nl < 0:
@@ -41,14 +45,14 @@ class NinaDecoder:
                 continue
             if not line.startswith(b"+UBTD:"):
                 continue  # other responses / URCs
-            adv = self._line(line)
+            adv = self._line(line, t)
             if adv is None:
                 self.bad_lines += 1
             else:
                 out.append(adv)
         return out
 
-    def _line(self, line: bytes) -> RawAdvert | None:
+    def _line(self, line: bytes, t: float) -> Advertisement | None:
         m = UBTD.match(line)
         if m is None or len(m.group(6)) % 2:
             return None
@@ -63,6 +67,5 @@ class NinaDecoder:
         addr = ":".join(addr_hex.decode().upper()[i : i + 2] for i in range(0, 12, 2))
         dtype = int(dtype_s)
         scan_resp = dtype == (1 if self.firmware < 3 else 0)
-        return RawAdvert(
-            addr, rssi, mfg, svc, tx, name or name_b.decode("utf-8", "replace") or None, scan_resp
-        )
+        name = name or name_b.decode("utf-8", "replace") or None
+        return Advertisement(self.receiver, addr, rssi, mfg, svc, t, tx, name, scan_resp)

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from drivers.advertisement import Advertisement, PositionFix, Reading
+from drivers.advertisement import PositionFix, Reading
 from drivers.source import SourceUri
 from positioning.errors import InputError
 
@@ -79,9 +79,9 @@ class SerialReader:
 
     def _decoder(self) -> BgapiDecoder | NinaDecoder | DwmDecoder:
         if self.protocol == "bgapi":
-            return BgapiDecoder()
+            return BgapiDecoder(self.receiver)
         if self.protocol == "nina":
-            return NinaDecoder(self.firmware)
+            return NinaDecoder(self.firmware, self.receiver)
         return DwmDecoder()
 
     def _configure(self, ser: Any) -> None:
@@ -139,7 +139,7 @@ class SerialReader:
                         continue
                     t = self._mono()
                     attempt = 0  # the device talks: the next failure starts the backoff anew
-                    items = dec.feed(data)
+                    items = dec.feed(data, t)
                     if isinstance(dec, NinaDecoder) and dec.scan_done:
                         dec.scan_done = 0
                         ser.write(NINA_SCAN)  # the scan period ended: never let scanning lapse
@@ -163,14 +163,14 @@ class SerialReader:
         return self.rng.uniform(0.0, min(30.0, 0.5 * 2 ** min(attempt, 16)))
 
     def _readings(self, items: list[Any], t: float) -> list[Reading]:
-        rx = self.receiver
         if self.protocol == "dwm1001":  # the module on a cart locates itself: positions
+            rx = self.receiver
             return [
                 PositionFix(rx, self.uwb_tag, f.x, f.y, t, f.quality, f.z, f.anchors)
                 for f in items
                 if isinstance(f, UwbFix)
             ]
-        return [Advertisement(rx, a.addr, a.rssi, a.mfg, a.svc, t, a.tx, a.name) for a in items]
+        return items  # the decoders made Advertisements of this receiver at time t
 
 
 def _at(

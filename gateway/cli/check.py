@@ -38,7 +38,7 @@ def mqtt_probe(settings: Any, timeout: float = 5.0) -> str | None:
     """Connect once and wait for the CONNACK; None when accepted, else the reason in words."""
     import ssl
 
-    from gateway.mqtt import make_client
+    from gateway.mqtt.settings import make_client
 
     result: dict[str, str | None] = {}
     done = threading.Event()

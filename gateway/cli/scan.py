@@ -7,7 +7,6 @@ with its `rx=`, else the port's or adapter's name."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 import time
 from typing import IO, TYPE_CHECKING
@@ -23,6 +22,8 @@ SCANNABLE = ("bluez", "serial", "sim")
 
 
 def cmd_scan(a: argparse.Namespace) -> int:
+    import asyncio
+
     out = open(a.out, "wb") if a.out else sys.stdout.buffer  # noqa: SIM115 - closed below
     try:
         n, k = asyncio.run(_scan(a, out))
@@ -37,6 +38,8 @@ def cmd_scan(a: argparse.Namespace) -> int:
 
 
 async def _scan(a: argparse.Namespace, out: IO[bytes]) -> tuple[int, int]:
+    import asyncio
+
     from drivers.registry import open_source, parse_uri
     from drivers.source import SourceContext
     from gateway.clock import Clock

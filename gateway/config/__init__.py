@@ -192,7 +192,7 @@ def _check_files(cfg: GatewayConfig, problems: Problems) -> None:
 
 
 def _check_broker(cfg: GatewayConfig, problems: Problems) -> None:
-    from gateway.mqtt import parse_broker
+    from gateway.mqtt.settings import parse_broker
 
     try:
         parse_broker(cfg.mqtt.broker, cfg.mqtt.allow_plaintext, "")

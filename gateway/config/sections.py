@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-
-from gateway.mqtt import LinkSettings, parse_broker
+from typing import TYPE_CHECKING
 
 from .fields import option
+
+if TYPE_CHECKING:
+    from gateway.mqtt.settings import LinkSettings  # paho loads only where a link is made
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -76,6 +78,8 @@ class MqttConfig:
     backoff_cap_s: float = option(300.0, "reconnect backoff cap")
 
     def link_settings(self, store: str, gateway: str, where: str = "mqtt.broker") -> LinkSettings:
+        from gateway.mqtt.settings import LinkSettings, parse_broker
+
         host, port, tls = parse_broker(self.broker, self.allow_plaintext, where)
         password = self.password
         if self.password_file is not None:

@@ -1,19 +1,3 @@
-"""MQTT: the link to the broker (one network thread) and its settings."""
-
-from .link import Connected, Disconnected, LinkEvent, Message, MqttLink, Published, Unsent
-from .settings import LinkSettings, full_jitter, is_loopback, make_client, parse_broker
-
-__all__ = [
-    "Connected",
-    "Disconnected",
-    "LinkEvent",
-    "LinkSettings",
-    "Message",
-    "MqttLink",
-    "Published",
-    "Unsent",
-    "full_jitter",
-    "is_loopback",
-    "make_client",
-    "parse_broker",
-]
+"""MQTT: `link` (the network thread, the only caller of paho) and `settings` (broker URIs, TLS,
+the reconnect policy, the client factory). Import from the submodules: `settings` loads without
+paho or asyncio, so commands that only validate a configuration (replay) stay quick to start."""

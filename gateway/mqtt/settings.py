@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import ipaddress
 import random
-import ssl
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-
 from positioning.errors import InputError
+
+if TYPE_CHECKING:
+    import paho.mqtt.client as mqtt
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +85,11 @@ def make_client(s: LinkSettings, client_id: str | None = None, session: bool = T
     """A paho client for the configured broker: protocol, credentials and TLS (verification on:
     CA from the config or the system store; a client certificate for mutual TLS). `session`:
     keep the broker-side session (MQTT 3.1.1 clean_session off; v5 decides at connect)."""
+    import ssl
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
     v5 = s.protocol == "5"
     client = mqtt.Client(
         callback_api_version=CallbackAPIVersion.VERSION2,

@@ -17,7 +17,7 @@ import orjson
 from gateway.clock import Clock
 from gateway.config import MqttConfig, OutboxConfig
 from gateway.events import EVENT_SCHEMA
-from gateway.mqtt import Connected, Disconnected, MqttLink, Published, Unsent
+from gateway.mqtt.link import Connected, Disconnected, MqttLink, Published, Unsent
 from gateway.outbox import Row
 
 from .store import OutboxWorker

@@ -16,7 +16,7 @@ import orjson
 from gateway import __version__, sdnotify
 from gateway.clock import Clock
 from gateway.events import EVENT_SCHEMA
-from gateway.mqtt import MqttLink
+from gateway.mqtt.link import MqttLink
 
 from .publisher import Publisher, Topics
 from .store import OutboxWorker
