@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -371,7 +372,10 @@ def test_daemon_with_two_serial_receivers(tmp_path: Path) -> None:
         while time.time() < deadline and "fasteners" not in zones:
             time.sleep(0.5)
             if db.exists():
-                with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as c:
+                with (
+                    contextlib.suppress(sqlite3.OperationalError),  # tables not made yet
+                    sqlite3.connect(f"file:{db}?mode=ro", uri=True) as c,
+                ):
                     zones = [json.loads(r[0])["zone"] for r in c.execute("SELECT body FROM events")]
         assert "fasteners" in zones
         proc.send_signal(signal.SIGTERM)
