@@ -30,7 +30,16 @@ from . import sdnotify
 from .assembly import build_identity, build_pipeline
 from .clock import Clock
 from .config import GatewayConfig
-from .mqtt.link import Connected, Disconnected, LinkEvent, Message, MqttLink, Published, Unsent
+from .mqtt.link import (
+    Connected,
+    ConnectFailed,
+    Disconnected,
+    LinkEvent,
+    Message,
+    MqttLink,
+    Published,
+    Unsent,
+)
 from .services.catalogue import CatalogueService
 from .services.committer import Committer
 from .services.intake import Intake
@@ -156,6 +165,8 @@ class Gateway:
         elif isinstance(ev, Disconnected):
             self.publisher.on_disconnected(ev)
             self._spawn(self.status.note("disconnected"))
+        elif isinstance(ev, ConnectFailed):
+            self._spawn(self.status.note_error(ev.reason))
         elif isinstance(ev, Published | Unsent):
             self.publisher.on_settled(ev)
         elif isinstance(ev, Message) and ev.topic == self.topics.offers:

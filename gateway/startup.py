@@ -51,22 +51,26 @@ def load_store_layout(path: str) -> Layout:
     return load_layout(path)
 
 
-def prepare_data_dir(data_dir: str) -> Path:
-    """The data dir, made private (0700) if missing; a clear error when it cannot hold the
-    outbox (a file in its place, no write permission)."""
+def data_dir_problem(data_dir: str) -> str | None:
+    """Why the data dir cannot hold the outbox (without changing anything), or None."""
     p = Path(data_dir)
     if p.exists() and not p.is_dir():
-        raise InputError(
-            data_dir, "gateway.data_dir", "is a file; expected a directory for the outbox"
-        )
-    try:
-        p.mkdir(parents=True, exist_ok=True, mode=0o700)
-    except PermissionError:
-        raise InputError(
-            data_dir, "gateway.data_dir", "cannot be created by this user (the outbox lives there)"
-        ) from None
-    if not os.access(p, os.W_OK | os.X_OK):
-        raise InputError(
-            data_dir, "gateway.data_dir", "is not writable by this user (the outbox lives there)"
-        )
+        return "is a file; expected a directory for the outbox"
+    probe = p
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        what = "is not writable" if probe == p else f"cannot be created ({probe} is not writable)"
+        return f"{what} by this user (the outbox lives there)"
+    return None
+
+
+def prepare_data_dir(data_dir: str) -> Path:
+    """The data dir, made private (0700) if missing; a clear error when it cannot hold the
+    outbox (a file in its place, no write permission), the same `check` reports."""
+    problem = data_dir_problem(data_dir)
+    if problem is not None:
+        raise InputError(data_dir, "gateway.data_dir", problem)
+    p = Path(data_dir)
+    p.mkdir(parents=True, exist_ok=True, mode=0o700)
     return p

@@ -4,7 +4,6 @@ It validates exactly as `run` does (gateway.startup), then says more."""
 from __future__ import annotations
 
 import argparse
-import os
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -172,8 +171,7 @@ def _missing_device(uri: str) -> str | None:
         return f"the serial port {su.path} does not exist (plugged in? see ls /dev/serial/by-id/)"
     if su.kind == "bluez":
         adapter = su.path or "hci0"
-        sysfs = Path("/sys/class/bluetooth")
-        if sysfs.is_dir() and not (sysfs / adapter).exists():
+        if not (Path("/sys/class/bluetooth") / adapter).exists():
             return f"no Bluetooth adapter {adapter} on this machine (bluetoothctl list)"
     return None
 
@@ -181,15 +179,12 @@ def _missing_device(uri: str) -> str | None:
 def _check_storage(r: Report, cfg: GatewayConfig) -> None:
     import sqlite3
 
+    from gateway.startup import data_dir_problem
+
     data_dir = Path(cfg.gateway.data_dir)
-    probe = data_dir
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    if data_dir.exists() and not data_dir.is_dir():
-        r.fail(f"data_dir {data_dir} is a file; expected a directory for the outbox")
-        return
-    if not os.access(probe, os.W_OK | os.X_OK):
-        r.fail(f"data_dir {data_dir} is not writable by this user (the outbox lives there)")
+    problem = data_dir_problem(cfg.gateway.data_dir)
+    if problem is not None:
+        r.fail(f"{data_dir}: gateway.data_dir: {problem}")
         return
     r.ok(f"data_dir {data_dir} writable")
     db = cfg.outbox_path

@@ -6,9 +6,12 @@ import argparse
 
 
 def cmd_run(a: argparse.Namespace) -> int:
+    import os
+
     from gateway.app import run_gateway
     from gateway.startup import effective_setup, load_model, load_store_layout, prepare_data_dir
 
+    os.umask(0o077)  # the outbox, its key and the data dir are the gateway's alone (0600 / 0700)
     setup = effective_setup(a)
     layout = load_store_layout(setup.layout_path)
     model = load_model(setup.calibration)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from typing import Any
 
 from positioning.errors import InputError
 
@@ -18,6 +19,25 @@ def _age(seconds: float | None) -> str:
     if seconds < 7200:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+def _connection(state: dict[str, Any], now: float) -> str:
+    """The link's state in a sentence, with the last connection error when it is not up."""
+    broker = state.get("broker")
+    mqtt_state = state.get("mqtt_state")
+    if broker is None or mqtt_state is None:
+        return "no state yet (the daemon has not written it: is `shelfgate run` running?)"
+    since = state.get("mqtt_since")
+    for_how_long = f" for {_age(now - since)}" if since else ""
+    if mqtt_state == "connected":
+        return f"connected to {broker}{for_how_long}"
+    if mqtt_state == "stopped":
+        return f"stopped (the daemon ended{f' {_age(now - since)} ago' if since else ''}); broker {broker}"
+    out = f"not connected to {broker}{for_how_long}"
+    err = state.get("mqtt_error")
+    if isinstance(err, dict) and err.get("reason"):
+        out += f"; last attempt {_age(now - float(err['time']))} ago: {err['reason']}"
+    return out
 
 
 def cmd_status(a: argparse.Namespace) -> int:
@@ -39,16 +59,15 @@ def cmd_status(a: argparse.Namespace) -> int:
         print(json.dumps(st, indent=2))
         return 0
     now = time.time()  # noqa: TID251 - display only
-    s = st["state"]
-    since = s.get("mqtt_since")
-    print(
-        f"connection:   {s.get('mqtt_state', 'unknown')} to {s.get('broker', '?')}"
-        f" (since {_age(now - since) if since else '?'} ago)"
-    )
-    age = now - st["oldest_created"] if st["oldest_created"] else None
-    print(
-        f"backlog:      {st['backlog']} events, {st['backlog_bytes'] / 1024:.0f} KiB, oldest {_age(age)} old"
-    )
+    print(f"connection:   {_connection(st['state'], now)}")
+    if st["backlog"]:
+        age = _age(now - st["oldest_created"]) if st["oldest_created"] else "an unknown time"
+        print(
+            f"backlog:      {st['backlog']} events ({st['backlog_bytes'] / 1024:.0f} KiB) waiting; "
+            f"the oldest was made {age} ago"
+        )
+    else:
+        print("backlog:      none: every event made so far was acknowledged by the broker")
     print(
         f"delivered:    {st['acked']} events, last acknowledged seq {st['last_acked_seq']}, next seq {st['next_seq']}"
     )

@@ -53,6 +53,13 @@ class Disconnected:
 
 
 @dataclass(frozen=True, slots=True)
+class ConnectFailed:
+    """A connection attempt failed: unreachable, TLS, or refused by the broker (in words)."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Published:
     """The broker acknowledged (or, MQTT v5, refused) the message of `ticket`."""
 
@@ -76,7 +83,7 @@ class Message:
     retained: bool
 
 
-LinkEvent = Connected | Disconnected | Published | Unsent | Message
+LinkEvent = Connected | Disconnected | ConnectFailed | Published | Unsent | Message
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,10 +196,15 @@ class MqttLink:
                 )
             else:
                 self.client.connect(self.s.host, self.s.port, self.s.keepalive_s)
-        except (OSError, ssl.SSLError) as e:
-            log.warning("MQTT connect to %s:%d failed: %s", self.s.host, self.s.port, e)
-            return False
-        return True
+        except ssl.SSLError as e:
+            reason = f"TLS failed ({e.reason or e})"
+        except OSError as e:
+            reason = f"cannot reach {self.s.host}:{self.s.port} ({e.strerror or e})"
+        else:
+            return True
+        log.warning("MQTT connect to %s:%d failed: %s", self.s.host, self.s.port, reason)
+        self._emit(ConnectFailed(reason))
+        return False
 
     def _serve(self) -> None:
         """One connection: select on paho's socket and our wake-up socket, until it drops or we
@@ -270,6 +282,7 @@ class MqttLink:
             if rc.is_failure:
                 self._auth_refused = rc.value in AUTH_FAILURES
                 log.error("MQTT broker refused the connection: %s", rc)
+                self._emit(ConnectFailed(f"the broker refused the connection: {rc}"))
                 return
             self._auth_refused = False
             self.attempts = 0

@@ -80,6 +80,7 @@ class StatusReporter:
         self.stats: dict[str, Any] = {}
         self._since: float | None = None  # wall time the link came up (or went down)
         self._state = "starting"
+        self._error: dict[str, Any] | None = None  # the last failed connection attempt
 
     def payload(self, online: bool) -> bytes:
         return status_payload(
@@ -103,8 +104,14 @@ class StatusReporter:
             "pid": os.getpid(),
             "version": __version__,
             "active_tags": self._active_tags(),
+            "mqtt_error": self._error,
         }
         await self._store.do(lambda o: o.set_meta(meta))
+
+    async def note_error(self, reason: str) -> None:
+        """A connection attempt failed: kept for `shelfgate status` (why is it not connected?)."""
+        self._error = {"reason": reason, "time": round(self._clock.wall(), 3)}
+        await self.note("disconnected")
 
     async def run(self, every_s: float = STATUS_EVERY_S) -> None:
         while True:
