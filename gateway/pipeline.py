@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from drivers.advertisement import Advertisement, PositionFix, Reading
+from drivers.advertisement import RSSI_MAX, RSSI_MIN, Advertisement, PositionFix, Reading
 from drivers.trace.reader import SightingBlock
 from positioning.tags import TagResolver
 from positioning.tracker import ZoneTracker
@@ -54,6 +54,7 @@ class Pipeline:
         self._live = True
         self.unknown_receivers: dict[str, int] = {}  # receiver id not in the layout -> count
         self.not_tags = 0  # advertisements that carry no tag
+        self.implausible = 0  # readings outside physical ranges (a corrupt receiver), dropped
 
     # ------------------------------------------------------------------ input
     def feed(self, batch: Sequence[Reading]) -> list[WireEvent]:
@@ -67,6 +68,9 @@ class Pipeline:
         resolve, index = self.resolver.resolve, self._rx_index
         for r in batch:
             if type(r) is Advertisement:
+                if not RSSI_MIN <= r.rssi <= RSSI_MAX:
+                    self.implausible += 1
+                    continue
                 tag = resolve(r.mfg, r.svc, r.address)
                 if tag is None:
                     self.not_tags += 1

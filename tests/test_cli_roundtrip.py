@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -234,3 +235,72 @@ def test_offer_triggers_on_simulated_shoppers(store: Path, tmp_path: Path) -> No
         assert {"offer_id", "catalogue_version", "payload_ref"} <= set(e) and e[
             "duration_s"
         ] == min_dwell
+
+
+def test_absurd_values_are_named_and_lose_nothing(store: Path, tmp_path: Path) -> None:
+    """t = 1e300, rssi 500 or true: each line is named and dropped; every other line counts as
+    before (the span printed is the trace's real one) and the events are those of the clean
+    trace."""
+    lines = (store / "trace.jsonl").read_text().splitlines()[:150000]
+    clean = tmp_path / "clean.jsonl"
+    clean.write_text("\n".join(lines) + "\n")
+    frame = '"mfg": {"76": "0215f7826da64fa24e988024bc5b71e0893e00010007c5"}'
+    absurd = [
+        f'{{"t": 1e300, "rx": "rx01", "rssi": -70, {frame}}}',
+        f'{{"t": 1e300, "rx": "rx02", "rssi": -71, {frame}}}',
+        f'{{"t": 1e300, "rx": "rx03", "rssi": -72, {frame}}}',
+        f'{{"t": 1767261700.0, "rx": "rx01", "rssi": 500, {frame}}}',
+        f'{{"t": 1767261700.0, "rx": "rx01", "rssi": true, {frame}}}',
+    ]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("\n".join(lines[:100] + absurd + lines[100:]) + "\n")
+    layout = str(ROOT / "config" / "layout.toml")
+    cfg = tmp_path / "gateway.toml"
+    cfg.write_text('[privacy]\nsecret = "absurd-test-secret-0123"\n')  # the same ids in both runs
+    out = {}
+    for name, trace in (("clean", clean), ("bad", bad)):
+        res = run(
+            "replay",
+            str(trace),
+            "--layout",
+            layout,
+            "--events",
+            f"{tmp_path}/ev-{name}.jsonl",
+            "--config",
+            str(cfg),
+        )
+        out[name] = res.stderr
+    assert "5 malformed" in out["bad"], out["bad"]
+    for k in (101, 102, 103):
+        assert f"{bad}:{k}: skipped: t 1e+300 is not a plausible unix time" in out["bad"]
+    assert f"{bad}:104: skipped: rssi 500 is outside -127..20 dBm" in out["bad"]
+    assert f"{bad}:105: skipped: t and rssi must be numbers" in out["bad"]
+    span = [re.search(r"covering (\d+) s", out[n]).group(1) for n in ("clean", "bad")]  # type: ignore[union-attr]
+    assert span[0] == span[1]
+    ids = {
+        n: [
+            json.loads(x)["event_id"] for x in (tmp_path / f"ev-{n}.jsonl").read_text().splitlines()
+        ]
+        for n in ("clean", "bad")
+    }
+    assert ids["clean"] and ids["clean"] == ids["bad"]
+
+
+def test_missing_trace_leaves_the_events_file_alone(tmp_path: Path) -> None:
+    events = tmp_path / "ev.jsonl"
+    events.write_text('{"kept": true}\n')
+    res = subprocess.run(
+        shelfgate(
+            "replay",
+            str(tmp_path / "nope.jsonl"),
+            "--layout",
+            str(ROOT / "config" / "layout.toml"),
+            "--events",
+            str(events),
+        ),
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert res.returncode == 2 and "file not found" in res.stderr
+    assert events.read_text() == '{"kept": true}\n'

@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
+from drivers.advertisement import RSSI_MAX, RSSI_MIN
 from positioning.errors import InputError
 from positioning.tags import TagResolver
 
@@ -180,7 +181,9 @@ def read_blocks(
             )
 
 
-_NUMBER = {int, float, bool}  # what isinstance(x, int | float) accepts
+_NUMBER = {int, float}  # JSON numbers (true/false are not an RSSI or a time)
+RSSI_RANGE = (float(RSSI_MIN), float(RSSI_MAX))
+T_RANGE = (946684800.0, 4102444800.0)  # 2000-01-01 .. 2100-01-01: a plausible unix time
 
 
 class LineCounter:
@@ -214,6 +217,10 @@ def _columns(
     ts = [o["t"] for o in objs]
     rs = [o["rssi"] for o in objs]
     if not _NUMBER.issuperset(map(type, ts)) or not _NUMBER.issuperset(map(type, rs)):
+        raise _Irregular
+    if ts and (min(ts) < T_RANGE[0] or max(ts) > T_RANGE[1]):
+        raise _Irregular  # line by line: each implausible line is named
+    if rs and (min(rs) < RSSI_RANGE[0] or max(rs) > RSSI_RANGE[1]):
         raise _Irregular
     rxs = [rx_index.get(r) if type(r) is str else None for r in (o["rx"] for o in objs)]
     resolve = resolver.resolve_json
@@ -249,6 +256,12 @@ def _valid_objects(
             continue
         if type(t) not in _NUMBER or type(rssi) not in _NUMBER:
             stats.bad(src, lineno, "t and rssi must be numbers")
+            continue
+        if not T_RANGE[0] <= t <= T_RANGE[1]:
+            stats.bad(src, lineno, f"t {t!r} is not a plausible unix time (seconds, 2000-2100)")
+            continue
+        if not RSSI_RANGE[0] <= rssi <= RSSI_RANGE[1]:
+            stats.bad(src, lineno, f"rssi {rssi!r} is outside {RSSI_MIN}..{RSSI_MAX} dBm")
             continue
         good.append(obj)
     return good

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 from positioning.errors import InputError
 
@@ -35,7 +36,10 @@ def cmd_replay(a: argparse.Namespace) -> int:
         from positioning.offers import OfferMatcher
 
         pipeline.matcher = OfferMatcher(load_catalogue(a.offers), layout.timezone)
-    require_trace(a.trace)  # before any output file is touched
+    trace = require_trace(a.trace)  # before any output file is touched
+    for out in (a.events, a.timeline):
+        if out is not None and Path(out).resolve() == trace.resolve():
+            raise InputError(out, "", "is the trace itself: writing there would destroy it")
     t0 = time.perf_counter()
     with open(open_out(a.events), "wb") as ev:
         tl = open(open_out(a.timeline), "wb") if a.timeline else None  # noqa: SIM115
