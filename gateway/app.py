@@ -129,7 +129,9 @@ class Gateway:
         self.publisher = Publisher(
             self.store, self.link, self.topics, cfg.mqtt, cfg.outbox, self.clock
         )
-        self.committer = Committer(self.store, cfg.outbox, self.publisher.kick)
+        self.committer = Committer(
+            self.store, cfg.outbox, self.publisher.kick, lambda: self._spawn(self._status_now())
+        )
         self.intake = Intake(self.sources, self.pipeline, self.committer.add, self.clock)
         self.catalogue = CatalogueService(
             self.store, self.pipeline, self._timezone, self.identity, self.clock, self._status_now
@@ -143,6 +145,7 @@ class Gateway:
             cfg.mqtt.broker,
             lambda: self.pipeline.tracker.active_tags,
             self.catalogue.state,
+            lambda: [a for a in (self.committer.alert,) if a],
         )
         self.watchdog = Watchdog(self.store, lambda: self.intake.last_delivery, self.clock)
         self._bg: set[asyncio.Task[Any]] = set()
@@ -152,10 +155,16 @@ class Gateway:
         await self.status.publish(True)
 
     def _spawn(self, coro: Any) -> None:
-        """Work started from a link event: kept referenced, awaited at shutdown."""
+        """Work started from a link event: kept referenced, awaited at shutdown; a failure is
+        logged (a status note that cannot be written on a full disk must not go unseen)."""
         task = asyncio.get_running_loop().create_task(coro)
         self._bg.add(task)
-        task.add_done_callback(self._bg.discard)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._bg.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s failed: %s", task.get_coro(), task.exception())
 
     def _on_link_event(self, ev: LinkEvent) -> None:
         """Runs on the loop (handed over from the MQTT thread)."""

@@ -18,6 +18,7 @@ Not thread-safe by design: exactly one thread (the outbox writer) calls it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import time
@@ -35,7 +36,14 @@ from .clock import Clock
 
 log = logging.getLogger(__name__)
 
-DROP_ORDER = ("dwell_threshold", "dwell")
+DROP_ORDER = ("dwell_threshold", "dwell", "offer_triggered")
+WAL_CHECKPOINT_PAGES = 64  # 256 KB of WAL at most before a checkpoint (SQLite's default: 4 MB)
+JOURNAL_LIMIT_BYTES = 1 << 20
+
+
+def disk_full(e: sqlite3.Error) -> bool:
+    """SQLITE_FULL: the disk (or a quota) is full; everything else is a real fault."""
+    return getattr(e, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "full" in str(e)
 
 
 def _m1(db: sqlite_utils.Database) -> None:
@@ -107,7 +115,41 @@ class Outbox:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")  # NORMAL can lose the last commits on power loss
         conn.execute("PRAGMA busy_timeout=5000")
+        # a small WAL, checkpointed often and truncated after: a gateway with a few MB of disk
+        # left must not die of its own journal
+        conn.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
+        conn.execute(f"PRAGMA journal_size_limit={JOURNAL_LIMIT_BYTES}")
         return conn
+
+    def make_room(self) -> int:
+        """The disk is full: give back what the database can (a truncating checkpoint; queued
+        `dwell_threshold` events, counted as dropped). Returns the events dropped."""
+        with contextlib.suppress(sqlite3.OperationalError):
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        inflight = self._inflight
+        rows = self.conn.execute(
+            "SELECT seq, size FROM events WHERE type = 'dwell_threshold' ORDER BY seq"
+        ).fetchall()
+        drop = [(seq,) for seq, _ in rows if seq not in inflight]
+        if not drop:
+            return 0
+        try:
+            with self.db.atomic():
+                self.conn.executemany("DELETE FROM events WHERE seq = ?", drop)
+                self._bump("dropped_dwell_threshold", len(drop))
+                self._bump("bytes", -sum(size for seq, size in rows if seq not in inflight))
+        except sqlite3.OperationalError:
+            return 0  # not even a delete fits: the caller keeps its events and retries
+        with contextlib.suppress(sqlite3.OperationalError):
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return len(drop)
+
+    def count_drops(self, drops: dict[str, int]) -> None:
+        """Events dropped before they reached the database (kept in memory while the disk was
+        full, past the memory bound): counted like the quota's drops."""
+        with self.db.atomic():
+            for kind, n in drops.items():
+                self._bump(f"dropped_{kind}", n)
 
     def _open_checked(self) -> sqlite3.Connection:
         reason = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from dataclasses import dataclass
 
 import orjson
@@ -18,7 +19,7 @@ from gateway.clock import Clock
 from gateway.config import MqttConfig, OutboxConfig
 from gateway.events import EVENT_SCHEMA
 from gateway.mqtt.link import Connected, Disconnected, MqttLink, Published, Unsent
-from gateway.outbox import Row
+from gateway.outbox import Row, disk_full
 
 from .store import OutboxWorker
 
@@ -71,6 +72,7 @@ class Publisher:
         self.max_bytes = MAX_MESSAGE_BYTES
         self.inflight: dict[int, list[int]] = {}  # ticket -> seqs
         self.refused = 0
+        self._unrecorded: list[int] = []  # acknowledged, not yet deleted (a full disk)
         self._newest_next = False
         self._wake = asyncio.Event()
         self.idle = asyncio.Event()
@@ -129,7 +131,8 @@ class Publisher:
         if isinstance(ev, Unsent):
             await self._store.do(lambda o: o.release(seqs))
         elif ev.ok:
-            await self._store.do(lambda o: o.ack(seqs))
+            self._unrecorded += seqs
+            await self._record_acks()
         else:
             self.refused += 1
             limit = self._outbox.max_attempts
@@ -142,6 +145,18 @@ class Publisher:
             )
             await asyncio.sleep(min(30.0, 2.0 ** min(self.refused, 5)))
         self.kick()
+
+    async def _record_acks(self) -> None:
+        """Acknowledged events leave the outbox; on a full disk even that delete can fail: they
+        stay claimed (never resent) and are recorded with the next acknowledgement."""
+        seqs, self._unrecorded = self._unrecorded, []
+        try:
+            await self._store.do(lambda o: o.ack(seqs))
+        except sqlite3.OperationalError as e:
+            if not disk_full(e):
+                raise
+            log.warning("cannot record %d acknowledgements yet: %s", len(seqs), e)
+            self._unrecorded = seqs + self._unrecorded
 
     async def wait_acknowledged(self, timeout: float) -> None:
         """Shutdown: give in-flight messages up to `timeout` to be acknowledged."""

@@ -68,6 +68,7 @@ class StatusReporter:
         broker: str,
         active_tags: Callable[[], int],
         offers: Callable[[], dict[str, Any]],
+        live_alerts: Callable[[], list[str]] = list,
     ) -> None:
         self._store = store
         self._link = link
@@ -77,19 +78,25 @@ class StatusReporter:
         self._broker = broker
         self._active_tags = active_tags
         self._offers = offers
+        self._live_alerts = live_alerts  # alerts held in memory (a full disk cannot store them)
         self.stats: dict[str, Any] = {}
         self._since: float | None = None  # wall time the link came up (or went down)
         self._state = "starting"
         self._error: dict[str, Any] | None = None  # the last failed connection attempt
 
     def payload(self, online: bool) -> bytes:
+        stats = dict(self.stats)
+        stats["alerts"] = [*stats.get("alerts", []), *self._live_alerts()]
         return status_payload(
-            self._topics, self._clock, online, self.stats, self._active_tags(), self._offers()
+            self._topics, self._clock, online, stats, self._active_tags(), self._offers()
         )
 
     async def publish(self, online: bool = True) -> None:
         self.stats = await self._store.do(lambda o: o.stats())
-        await self.note("connected" if self._publisher.connected else "disconnected")
+        try:
+            await self.note("connected" if self._publisher.connected else "disconnected")
+        except sqlite3.OperationalError as e:  # a full disk: the status message still goes out
+            log.warning("cannot note the state in the outbox: %s", e)
         if self._publisher.connected:
             self._link.publish(self._topics.status, self.payload(online), qos=1, retain=True)
 
