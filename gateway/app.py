@@ -87,6 +87,7 @@ class Gateway:
         for alert in (await self.store.do(lambda o: o.stats()))["alerts"]:
             log.error("alert: %s", alert)
         await self.catalogue.load_cached()
+        self.pipeline.resume(await self.store.do(lambda o: o.load_stays()))
         self.link.start()
         sdnotify.notify("READY=1")
         tasks = [
@@ -130,7 +131,11 @@ class Gateway:
             self.store, self.link, self.topics, cfg.mqtt, cfg.outbox, self.clock
         )
         self.committer = Committer(
-            self.store, cfg.outbox, self.publisher.kick, lambda: self._spawn(self._status_now())
+            self.store,
+            cfg.outbox,
+            self.publisher.kick,
+            lambda: self._spawn(self._status_now()),
+            self.pipeline.suspend,
         )
         self.intake = Intake(self.sources, self.pipeline, self.committer.add, self.clock)
         self.catalogue = CatalogueService(
@@ -211,7 +216,9 @@ class Gateway:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await tasks[0]
         sdnotify.notify("STOPPING=1")
-        self.intake.finish()
+        if not self.pipeline.live:
+            self.intake.finish()  # recorded input: its stays end with it
+        # live input: the open stays are kept (with this last commit) for the next start
         await self.committer.flush()
         await self.publisher.wait_acknowledged(SHUTDOWN_FLUSH_S)
         for t in [*tasks[1:], *self._bg]:

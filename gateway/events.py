@@ -28,6 +28,10 @@ class Identity:
         its registered users' beacons; nobody without the secret can reverse or link it."""
         if self.raw_ids:
             return tag
+        return self.pseudonym_key(tag)
+
+    def pseudonym_key(self, tag: str) -> str:
+        """The pseudonym whatever `raw_ids` says: what the gateway keeps on disk for a tag."""
         return "p:" + hmac.new(self.secret, tag.encode(), hashlib.sha256).hexdigest()[:32]
 
     def event_id(self, kind: str, tag: str, zone: str | None, start: float, extra: str = "") -> str:

@@ -33,6 +33,7 @@ import sqlite_utils
 from positioning.errors import ShelfgateError
 
 from .clock import Clock
+from .stays import SuspendedStay
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,23 @@ def _m2(db: sqlite_utils.Database) -> None:
     db.table("offer_triggers").create_index(["t"])
 
 
-MIGRATIONS = [_m1, _m2]
+def _m3(db: sqlite_utils.Database) -> None:
+    # open stays kept across a restart (gateway.stays): keyed by the tag's pseudonym, no raw id
+    db.table("stays").create(
+        {
+            "key": str,
+            "zone": str,
+            "start": float,
+            "last_in_zone": float,
+            "threshold_sent": int,
+            "dwell_id": str,
+            "threshold_id": str,
+        },
+        pk="key",
+    )
+
+
+MIGRATIONS = [_m1, _m2, _m3]
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,12 +242,16 @@ class Outbox:
 
     # ------------------------------------------------------------------ writing
     def append(
-        self, bodies: Iterable[dict[str, Any]], triggers: Iterable[tuple[str, str, float]] = ()
+        self,
+        bodies: Iterable[dict[str, Any]],
+        triggers: Iterable[tuple[str, str, float]] = (),
+        stays: Iterable[SuspendedStay] | None = None,
     ) -> list[int]:
         """Commit events in one transaction; returns the seqs given (duplicates by event_id are
         ignored). The seq is written into each stored body. `triggers` (tag key, offer id, wall
         time) are the offer triggers these events carry: committed with them, so a frequency
-        cap holds across a crash exactly as far as its event does."""
+        cap holds across a crash exactly as far as its event does. `stays`, when given, replace
+        the kept open stays in the same transaction (after a crash they agree with the events)."""
         now = self._wall()
         seqs: list[int] = []
         added = 0
@@ -253,6 +274,8 @@ class Outbox:
                 "INSERT INTO offer_triggers(tag, offer_id, t) VALUES (?, ?, ?)", list(triggers)
             )
             self._bump("bytes", added)
+            if stays is not None:
+                self._write_stays(stays)
             self._enforce_quota()
         return seqs
 
@@ -284,6 +307,38 @@ class Outbox:
                 log.warning("outbox over its quota: dropped %d %s events", len(drop), kind)
         if over > 0:
             self._bump("dropped_other", 0)
+
+    # ------------------------------------------------------------------ stays
+    def save_stays(self, stays: Iterable[SuspendedStay]) -> None:
+        """The open stays now (replacing the last saved), in one transaction."""
+        with self.db.atomic():
+            self._write_stays(stays)
+
+    def _write_stays(self, stays: Iterable[SuspendedStay]) -> None:
+        self.conn.execute("DELETE FROM stays")
+        self.conn.executemany(
+            "INSERT OR REPLACE INTO stays VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    s.key,
+                    s.zone,
+                    s.start,
+                    s.last_in_zone,
+                    int(s.threshold_sent),
+                    s.dwell_id,
+                    s.threshold_id,
+                )
+                for s in stays
+            ],
+        )
+
+    def load_stays(self) -> list[SuspendedStay]:
+        rows = self.conn.execute(
+            "SELECT key, zone, start, last_in_zone, threshold_sent, dwell_id, threshold_id FROM stays"
+        ).fetchall()
+        return [
+            SuspendedStay(k, z, s, last, bool(sent), d, th) for k, z, s, last, sent, d, th in rows
+        ]
 
     # ------------------------------------------------------------------ offers
     def save_catalogue(self, version: int, body: bytes) -> None:

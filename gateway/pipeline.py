@@ -22,12 +22,15 @@ import numpy as np
 
 from drivers.advertisement import RSSI_MAX, RSSI_MIN, Advertisement, PositionFix, Reading
 from drivers.trace.reader import SightingBlock
+from positioning.dwell import OngoingStay
 from positioning.tags import TagResolver
 from positioning.tracker import ZoneTracker
 from positioning.types import DwellEvent, ZoneSegment
 
+from . import stays
 from .clock import Clock
 from .events import Identity, WireEvent, dwell_event, offer_event
+from .stays import SuspendedStay
 
 if TYPE_CHECKING:
     from positioning.offers import OfferMatcher  # loaded only when a catalogue is used
@@ -52,6 +55,8 @@ class Pipeline:
         self._next_tick = float("-inf")
         self._last_t = 0.0
         self._live = True
+        self._suspended: dict[str, SuspendedStay] = {}  # kept from before a restart, by key
+        self._wall_start: dict[tuple[str, str, float], float] = {}  # resumed stays' wall starts
         self.unknown_receivers: dict[str, int] = {}  # receiver id not in the layout -> count
         self.not_tags = 0  # advertisements that carry no tag
         self.implausible = 0  # readings outside physical ranges (a corrupt receiver), dropped
@@ -89,6 +94,8 @@ class Pipeline:
                 self.tracker.observe_position(r.tag, r.x, r.y, r.t, r.quality)
                 out += self._tick_if_due(r.t)
         if tags:
+            if self._suspended:
+                self._rekey(tags)
             out += self._observe(
                 tags,
                 np.array(rxs, dtype=np.int64),
@@ -134,6 +141,8 @@ class Pipeline:
         self.tracker.tick(t)
         out = self._shape(self.tracker.events)
         self.tracker.events.clear()
+        if self._suspended:
+            out += self._expire_suspended(t)
         if self.matcher is not None:
             out += self._offers(t)
         return out
@@ -150,9 +159,52 @@ class Pipeline:
     def next_deadline(self) -> float | None:
         """When `advance` is next due, on the input's clock; None while nothing is tracked (an
         empty store at night: no wake-ups at all)."""
-        if self.tracker.active_tags == 0:
+        if self.tracker.active_tags == 0 and not len(self.tracker.dwell) and not self._suspended:
             return None
         return self._next_tick
+
+    # ------------------------------------------------------------------ restarts
+    def suspend(self) -> list[SuspendedStay]:
+        """The open stays, to keep across a restart (live input only)."""
+        if not self._live:
+            return []
+        off, _ = self._offset()
+        out = [
+            stays.suspend(
+                s, self._wall_start.get((s.tag, s.zone, s.start), s.start + off), off, self.identity
+            )
+            for s in self.tracker.ongoing_stays()
+        ]
+        return out + list(self._suspended.values())
+
+    def resume(self, kept: list[SuspendedStay]) -> None:
+        """Stays kept by the previous run: each waits for its tag (see gateway.stays)."""
+        self._suspended = {s.key: s for s in kept}
+
+    def _rekey(self, tags: Sequence[str]) -> None:
+        """A tag of a kept stay is heard again: the stay goes on under its raw id."""
+        off, _ = self._offset()
+        key = self.identity.pseudonym_key
+        for tag in set(tags):
+            s = self._suspended.pop(key(tag), None)
+            if s is None:
+                continue
+            start = s.start - off
+            self._wall_start[(tag, s.zone, start)] = s.start
+            self.tracker.resume_stays(
+                [OngoingStay(tag, s.zone, start, s.last_in_zone - off, s.threshold_sent)]
+            )
+
+    def _expire_suspended(self, t: float) -> list[WireEvent]:
+        off, synced = self._offset()
+        gap = self.tracker.params.dwell.gap_s
+        min_dwell = self.tracker.params.dwell.min_dwell_s
+        out: list[WireEvent] = []
+        for key, s in list(self._suspended.items()):
+            if t + off - s.last_in_zone > gap:
+                del self._suspended[key]
+                out += stays.expired_events(s, self.identity, min_dwell, synced)
+        return out
 
     def now(self) -> float:
         """The input's clock now (monotonic for live input)."""
@@ -181,12 +233,17 @@ class Pipeline:
         ident = self.identity
         if off == 0.0:
             return [dwell_event(ident, ev, synced) for ev in events]
-        return [
-            dwell_event(
-                ident, DwellEvent(ev.kind, ev.tag, ev.zone, ev.start + off, ev.end + off), synced
+        out = []
+        for ev in events:
+            start = self._wall_start.get((ev.tag, ev.zone, ev.start), ev.start + off)
+            if ev.kind == "dwell":
+                self._wall_start.pop((ev.tag, ev.zone, ev.start), None)
+            out.append(
+                dwell_event(
+                    ident, DwellEvent(ev.kind, ev.tag, ev.zone, start, ev.end + off), synced
+                )
             )
-            for ev in events
-        ]
+        return out
 
     def _offers(self, t: float) -> list[WireEvent]:
         assert self.matcher is not None

@@ -18,6 +18,18 @@ from .types import DwellEvent, TagId, ZoneId
 
 
 @dataclass(frozen=True, slots=True)
+class OngoingStay:
+    """An open stay as it can be kept across a restart: `last_in_zone` is when the tag was last
+    known in the zone (its excursion's start, or when it was last heard)."""
+
+    tag: TagId
+    zone: ZoneId
+    start: float
+    last_in_zone: float
+    threshold_sent: bool
+
+
+@dataclass(frozen=True, slots=True)
 class DwellParams:
     min_dwell_s: float = 60.0
     gap_s: float = 20.0
@@ -94,6 +106,23 @@ class DwellDetector:
         """(tag, zone, start, away) of every open stay; `away` while on a short excursion."""
         for tag, stay in self._stays.items():
             yield tag, stay.zone, stay.start, stay.away_since is not None
+
+    def stays(self) -> Iterator[tuple[TagId, ZoneId, float, float | None, bool]]:
+        """(tag, zone, start, away since or None, threshold sent) of every open stay."""
+        for tag, stay in self._stays.items():
+            yield tag, stay.zone, stay.start, stay.away_since, stay.threshold_sent
+
+    def resume(self, stays: list[OngoingStay]) -> None:
+        """Stays kept across a restart: each is on an excursion since `last_in_zone`, so it goes
+        on if its tag is back in the zone within the gap, and otherwise ends where it was last
+        seen (the same events a run without the restart would have given)."""
+        for s in stays:
+            if s.tag in self._stays:
+                continue
+            stay = _Stay(s.zone, s.start)
+            stay.away_since = s.last_in_zone
+            stay.threshold_sent = s.threshold_sent
+            self._stays[s.tag] = stay
 
     def next_deadline(self) -> float | None:
         """The earliest time at which tick() could emit something."""

@@ -24,7 +24,7 @@ import numpy as np
 
 from .belief import Beliefs
 from .classifier import ClassifierParams, ZoneClassifier
-from .dwell import DwellDetector, DwellParams
+from .dwell import DwellDetector, DwellParams, OngoingStay
 from .kalman import FloatArray, IntArray, KalmanParams, StreamBank, occurrence_rank
 from .layout import Layout
 from .pathloss import RadioModel
@@ -258,6 +258,19 @@ class ZoneTracker:
             if t - st.last_heard > p.tag_expiry_s:
                 self._drop(tag, st, t)
         self.events.extend(self.dwell.tick(t))
+
+    def ongoing_stays(self) -> list[OngoingStay]:
+        """The open stays, for keeping across a restart."""
+        out = []
+        for tag, zone, start, away, sent in self.dwell.stays():
+            st = self._tags.get(tag)
+            last = away if away is not None else (st.last_heard if st is not None else start)
+            out.append(OngoingStay(tag, zone, start, last, sent))
+        return out
+
+    def resume_stays(self, stays: list[OngoingStay]) -> None:
+        """Stays kept from before a restart (see DwellDetector.resume)."""
+        self.dwell.resume(stays)
 
     def finish(self, t: float) -> None:
         """End of input: close every open segment and stay."""

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from gateway.config import OutboxConfig
 from gateway.events import WireEvent
 from gateway.outbox import DROP_ORDER, disk_full
+from gateway.stays import SuspendedStay, signature
 
 from .store import OutboxWorker
 
@@ -35,6 +36,7 @@ class Committer:
         cfg: OutboxConfig,
         on_committed: Callable[[bool], None],
         on_alert: Callable[[], None] = lambda: None,
+        stays: Callable[[], list[SuspendedStay]] = list,
     ) -> None:
         """`on_committed(urgent)` runs after each commit that added events; `on_alert` when the
         disk-full alert is raised or cleared."""
@@ -42,6 +44,8 @@ class Committer:
         self._cfg = cfg
         self._on_committed = on_committed
         self._on_alert = on_alert
+        self._stays = stays  # the open stays, kept with every commit (gateway.stays)
+        self._saved_stays: set[tuple[object, ...]] = set()
         self._pending: list[WireEvent] = []
         self._urgent = False
         self._wake = asyncio.Event()
@@ -73,19 +77,24 @@ class Committer:
             await self.flush()
 
     async def flush(self) -> None:
+        stays = self._stays()
         if not self._pending:
+            if signature(stays) != self._saved_stays and not self.alert:
+                await self._store.do(lambda o: o.save_stays(stays))
+                self._saved_stays = signature(stays)
             return
         batch = self._pending
         bodies = [e.body() for e in batch]
         triggers = [e.trigger for e in batch if e.trigger is not None]
         try:
-            seqs = await self._store.do(lambda o: o.append(bodies, triggers))
+            seqs = await self._store.do(lambda o: o.append(bodies, triggers, stays))
         except sqlite3.OperationalError as e:
             if not disk_full(e):
                 raise
             await self._disk_full(e)
             return
         del self._pending[: len(batch)]
+        self._saved_stays = signature(stays)
         urgent, self._urgent = self._urgent, False
         await self._recovered()
         if seqs:
