@@ -152,7 +152,9 @@ class Gateway:
             self.catalogue.state,
             lambda: [a for a in (self.committer.alert,) if a],
         )
-        self.watchdog = Watchdog(self.store, lambda: self.intake.last_delivery, self.clock)
+        self.watchdog = Watchdog(
+            self.store, lambda: self.intake.last_delivery, self.clock, cfg.gateway.source_silence_s
+        )
         self._bg: set[asyncio.Task[Any]] = set()
 
     async def _status_now(self) -> None:

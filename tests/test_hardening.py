@@ -12,11 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from drivers.serial.bgapi import bgapi_scan_response_frame
 from gateway.outbox import read_status
 
 from .conftest import ROOT, shelfgate
 from .mqtt_helpers import Broker, Consumer, env, free_port, wait_exit
 from .test_daemon_delivery import small_trace, start_daemon, write_config  # noqa: F401
+from .test_serial import Device
 
 LAYOUT = ROOT / "config" / "layout.toml"
 
@@ -120,3 +122,68 @@ def test_status_says_why_it_is_not_connected(tmp_path: Path) -> None:
     line = next(ln for ln in res.stdout.splitlines() if ln.startswith("connection:"))
     assert "not connected to mqtt://127.0.0.1:" in line and "cannot reach 127.0.0.1:" in line, line
     assert "?" not in res.stdout and " - " not in res.stdout, res.stdout
+
+
+class NonTagDevice(Device):
+    """A BLED112 in an empty store: it hears phones and headphones, never a tag."""
+
+    def frame(self) -> bytes:
+        return bgapi_scan_response_frame(self.rssi, "11:22:33:44:55:66", NON_TAG_AD)
+
+
+class SilentDevice(Device):
+    """A receiver that takes its configuration and then never delivers anything."""
+
+    def frame(self) -> bytes:
+        return b""
+
+
+NON_TAG_AD = bytes([2, 0x01, 0x06, 7, 0xFF, 0x06, 0x00, 0x01, 0x09, 0x20, 0x02])  # Microsoft
+
+
+@pytest.mark.parametrize(("device", "fed"), [(NonTagDevice, True), (SilentDevice, False)])
+def test_watchdog_follows_what_the_radio_delivers(
+    tmp_path: Path, device: type[Device], fed: bool
+) -> None:
+    """Liveness is "the radio delivers advertisements" (any), per source: an empty store keeps
+    the watchdog fed; a source that delivers nothing starves it after `source_silence_s`."""
+    import contextlib
+    import socket
+
+    dev = device(tmp_path / "usb-a", "bgapi")
+    dev.start()
+    sock_path = tmp_path / "notify"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(sock_path))
+    sock.settimeout(0.2)
+    cfg = write_config(tmp_path, f"mqtt://127.0.0.1:{free_port()}")
+    cfg.write_text(
+        cfg.read_text().replace('id = "gw-test"', 'id = "gw-test"\nsource_silence_s = 3.0')
+    )
+    e = env()
+    e.update(NOTIFY_SOCKET=str(sock_path), WATCHDOG_USEC="1000000")  # fed every 0.5 s if healthy
+    proc = subprocess.Popen(
+        shelfgate(
+            "run", "--config", str(cfg), "--source", f"serial:{dev.link}?protocol=bgapi&rx=rx01"
+        ),
+        cwd=ROOT,
+        env=e,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def feeds(seconds: float) -> int:
+        n, end = 0, time.time() + seconds
+        while time.time() < end:
+            with contextlib.suppress(TimeoutError):
+                n += sock.recv(4096).decode().startswith("WATCHDOG=1")
+        return n
+
+    try:
+        feeds(8.0)  # start-up (slow on a loaded machine) and the first 3 s of silence
+        late = feeds(4.0)  # well past source_silence_s
+        assert (late >= 4) if fed else (late == 0), late
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        wait_exit(proc, 20)
+        sock.close()
+        dev.running = False

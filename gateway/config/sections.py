@@ -25,6 +25,9 @@ class GatewaySection:
     )
     data_dir: str = option("/var/lib/shelfgate", "directory for the outbox database")
     log_level: str = option("info", "one of debug, info, warning, error")
+    source_silence_s: float = option(
+        300.0, "seconds a live source may deliver nothing before the systemd watchdog starves"
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,6 @@ from .store import OutboxWorker
 log = logging.getLogger(__name__)
 
 STATUS_EVERY_S = 30.0
-SOURCE_SILENCE_S = 300.0  # a live source silent this long is unhealthy
 
 
 def status_payload(
@@ -128,14 +127,19 @@ class StatusReporter:
 
 class Watchdog:
     """Fed only while healthy: the event loop runs (we are here), the outbox thread answers, and
-    every live source delivered something (any advertisement, tag or not) within
-    SOURCE_SILENCE_S. A hung loop, a wedged writer or a dead radio stops the feeding, and
-    systemd restarts the service."""
+    every live source delivered something (any advertisement, tag or not: an empty store at
+    night is healthy) within `silence_s`. A hung loop, a wedged writer or a dead radio stops the
+    feeding, and systemd restarts the service."""
 
     def __init__(
-        self, store: OutboxWorker, last_delivery: Callable[[], dict[str, float]], clock: Clock
+        self,
+        store: OutboxWorker,
+        last_delivery: Callable[[], dict[str, float]],
+        clock: Clock,
+        silence_s: float,
     ) -> None:
         self._store = store
+        self._silence_s = silence_s
         self._last_delivery = last_delivery
         self._clock = clock
         self.interval_s = sdnotify.watchdog_interval_s()
@@ -157,7 +161,7 @@ class Watchdog:
         except (TimeoutError, sqlite3.Error) as e:
             return f"outbox not answering ({e or 'timeout'})"
         now = self._clock.mono()
-        silent = [n for n, t in self._last_delivery().items() if now - t > SOURCE_SILENCE_S]
+        silent = [n for n, t in self._last_delivery().items() if now - t > self._silence_s]
         if silent:
-            return f"no data from {', '.join(silent)} for {SOURCE_SILENCE_S / 60:.0f} min"
+            return f"no data from {', '.join(silent)} for {self._silence_s:.0f} s"
         return None
