@@ -65,7 +65,10 @@ class SimSource:
                     None, StoreSimulation, self.sim.layout, params
                 )
                 start, t, t1 = self._mono(), 0.0, STEP_S * self.speed
-            out = self._advertisements(t, t1, start)
+            # the simulation's arithmetic on a worker thread: the event loop stays free
+            out = await asyncio.get_running_loop().run_in_executor(
+                None, self._advertisements, t, t1, start
+            )
             t = t1
             wait = start + t / self.speed - self._mono()
             if wait > 0:

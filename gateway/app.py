@@ -75,6 +75,7 @@ class Gateway:
             cfg.outbox_path, int(cfg.outbox.quota_mb * 1024 * 1024), self.clock
         )
         self._timezone = layout.timezone
+        self._zones = tuple(z.id for z in layout.zones)
         self._stop = asyncio.Event()
 
     async def run(self) -> int:
@@ -139,7 +140,13 @@ class Gateway:
         )
         self.intake = Intake(self.sources, self.pipeline, self.committer.add, self.clock)
         self.catalogue = CatalogueService(
-            self.store, self.pipeline, self._timezone, self.identity, self.clock, self._status_now
+            self.store,
+            self.pipeline,
+            self._zones,
+            self._timezone,
+            self.identity,
+            self.clock,
+            self._status_now,
         )
         self.status = StatusReporter(
             self.store,

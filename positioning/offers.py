@@ -32,7 +32,7 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -209,8 +209,15 @@ def parse_offer(o: Any, where: str) -> Offer:
     )
 
 
-def parse_catalogue(obj: Any) -> Catalogue:
-    """Validate a catalogue; raises CatalogueError naming the JSON path of the first problem."""
+MAX_OFFERS = 100_000
+
+
+def parse_catalogue(
+    obj: Any, zones: Collection[str] | None = None, max_offers: int = MAX_OFFERS
+) -> Catalogue:
+    """Validate a catalogue in linear time; raises CatalogueError naming the JSON path of the
+    first problem. With `zones` (the layout's), an offer naming another zone is rejected: a typo
+    in a zone id would otherwise never trigger, silently."""
     if not isinstance(obj, dict):
         raise CatalogueError("$", 'expected an object {"version": N, "offers": [...]}')
     version = obj.get("version")
@@ -221,7 +228,18 @@ def parse_catalogue(obj: Any) -> Catalogue:
     offers = obj.get("offers")
     if not isinstance(offers, list):
         raise CatalogueError("$.offers", "expected a list of offers")
+    if len(offers) > max_offers:
+        raise CatalogueError("$.offers", f"{len(offers)} offers; at most {max_offers} are taken")
     parsed = [parse_offer(o, f"$.offers[{i}]") for i, o in enumerate(offers)]
+    if zones is not None:
+        known = set(zones)
+        for i, o in enumerate(parsed):
+            unknown = [z for z in o.zones if z not in known]
+            if unknown:
+                raise CatalogueError(
+                    f"$.offers[{i}].zones",
+                    f"zone {unknown[0]!r} is not in the store layout (zones: {', '.join(sorted(known))})",
+                )
     first: dict[str, int] = {}
     for i, o in enumerate(parsed):  # linear: a 100k-offer catalogue is checked in milliseconds
         if o.id in first:
@@ -288,10 +306,15 @@ class OfferMatcher:
 
     def replace_catalogue(self, catalogue: Catalogue) -> OfferMatcher:
         m = OfferMatcher(catalogue, self.tz.key, history_key=self.key)
-        m.history = self.history
-        for tag, st in self._stays.items():
-            m.stay_started(tag, st.zone, st.start)
+        m.take_over(self)
         return m
+
+    def take_over(self, old: OfferMatcher) -> None:
+        """Continue from `old` (a previous catalogue's matcher): its trigger history and the
+        stays it follows. Cheap: the index of a new catalogue can be built elsewhere first."""
+        self.history = old.history
+        for tag, st in old._stays.items():
+            self.stay_started(tag, st.zone, st.start)
 
     def stay_started(self, tag: str, zone: str, start: float) -> None:
         self._stays[tag] = _StayCursor(zone, start)

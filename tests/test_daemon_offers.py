@@ -149,3 +149,38 @@ def test_offers_trigger_with_the_broker_down(tmp_path: Path) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_catalogue_with_an_unknown_zone_is_rejected_and_a_good_one_clears_it(
+    tmp_path: Path,
+) -> None:
+    broker = Broker(tmp_path).start()
+    consumer = Consumer(broker.port, client_id="status-watch").start()
+    cfg = write_config(tmp_path, broker.url)
+    db = tmp_path / "data" / "outbox.db"
+    proc = start_daemon(cfg, "--source", "sim:config/layout.toml?shoppers=5&speed=5")
+
+    def last_offers_state() -> dict[str, object]:
+        with consumer.lock:
+            states = [s["offers"] for s in consumer.status if s.get("offers")]
+        return states[-1] if states else {}
+
+    try:
+        bad = {"version": 4, "offers": [{"id": "x", "zones": ["fastners"], "min_dwell_s": 5}]}
+        publish_retained(broker.port, json.dumps(bad).encode())
+        assert wait_until(lambda: bool(last_offers_state().get("rejected")))
+        rejected = last_offers_state()["rejected"]
+        assert isinstance(rejected, dict) and rejected["version"] == 4
+        assert "'fastners' is not in the store layout" in str(rejected["reason"])
+        assert active_version(db) is None
+        publish_retained(broker.port, catalogue(5))
+        assert wait_until(lambda: active_version(db) == 5)
+        assert wait_until(lambda: last_offers_state().get("version") == 5)
+        assert last_offers_state()["rejected"] is None  # the newer good catalogue cleared it
+        proc.send_signal(signal.SIGTERM)
+        assert wait_exit(proc, 15) == 0
+    finally:
+        consumer.stop()
+        broker.stop()
+        if proc.poll() is None:
+            proc.kill()

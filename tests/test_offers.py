@@ -228,3 +228,28 @@ def test_example_catalogue_matches_the_json_schema() -> None:
     example = json.loads((root / "offers.example.json").read_text())
     jsonschema.Draft202012Validator(schema).validate(example)
     parse_catalogue(example)
+
+
+def test_a_large_catalogue_with_a_duplicate_is_rejected_in_linear_time() -> None:
+    """100k offers with one duplicate id at the end: rejected, naming both offers (the old
+    quadratic check froze the daemon for minutes on 60-80k offers)."""
+    import time
+
+    offers = [{"id": f"o-{i}", "zones": ["z"], "min_dwell_s": 5} for i in range(100_000)]
+    offers[-1]["id"] = "o-17"
+    t0 = time.process_time()
+    with pytest.raises(
+        CatalogueError, match=r"duplicate offer id 'o-17' \(offers \[17\] and \[99999\]\)"
+    ):
+        parse_catalogue({"version": 1, "offers": offers})
+    assert time.process_time() - t0 < 30.0  # minutes before; a generous bound, not a benchmark
+
+
+def test_catalogue_limits_and_unknown_zones_are_reasons() -> None:
+    offers = [{"id": f"o-{i}", "zones": ["z"], "min_dwell_s": 5} for i in range(11)]
+    with pytest.raises(CatalogueError, match="11 offers; at most 10"):
+        parse_catalogue({"version": 1, "offers": offers}, max_offers=10)
+    with pytest.raises(CatalogueError) as e:
+        parse_catalogue({"version": 1, "offers": offers}, zones=["fasteners", "paint"])
+    assert e.value.where == "$.offers[0].zones" and "'z' is not in the store layout" in str(e.value)
+    parse_catalogue({"version": 1, "offers": offers}, zones=["z"])  # fine

@@ -35,7 +35,8 @@ def cmd_replay(a: argparse.Namespace) -> int:
         from gateway.offerfile import load_catalogue
         from positioning.offers import OfferMatcher
 
-        pipeline.matcher = OfferMatcher(load_catalogue(a.offers), layout.timezone)
+        zones = [z.id for z in layout.zones]
+        pipeline.matcher = OfferMatcher(load_catalogue(a.offers, zones), layout.timezone)
     trace = require_trace(a.trace)  # before any output file is touched
     for out in (a.events, a.timeline):
         if out is not None and Path(out).resolve() == trace.resolve():

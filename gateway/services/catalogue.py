@@ -21,10 +21,16 @@ from .store import OutboxWorker
 log = logging.getLogger(__name__)
 
 HISTORY_S = 8 * 86400.0  # offer triggers older than any frequency period are forgotten
+MAX_CATALOGUE_BYTES = 16 * 1024 * 1024  # 100k offers of a few hundred bytes each fit
 
 
-def _parse(payload: bytes) -> Catalogue:
-    return parse_catalogue(orjson.loads(payload))
+def _parse(payload: bytes, zones: tuple[str, ...]) -> Catalogue:
+    if len(payload) > MAX_CATALOGUE_BYTES:
+        raise CatalogueError(
+            "$",
+            f"{len(payload) / 1e6:.1f} MB; at most {MAX_CATALOGUE_BYTES / 1e6:.0f} MB are taken",
+        )
+    return parse_catalogue(orjson.loads(payload), zones)
 
 
 class CatalogueService:
@@ -32,6 +38,7 @@ class CatalogueService:
         self,
         store: OutboxWorker,
         pipeline: Pipeline,
+        zones: tuple[str, ...],
         timezone: str,
         identity: Identity,
         clock: Clock,
@@ -39,6 +46,7 @@ class CatalogueService:
     ) -> None:
         self._store = store
         self._pipeline = pipeline
+        self._zones = zones
         self._tz = timezone
         self._ident = identity
         self._clock = clock
@@ -54,7 +62,9 @@ class CatalogueService:
         if cached is None:
             return
         try:
-            cat = await asyncio.get_running_loop().run_in_executor(None, _parse, cached[1])
+            cat = await asyncio.get_running_loop().run_in_executor(
+                None, _parse, cached[1], self._zones
+            )
         except (CatalogueError, orjson.JSONDecodeError) as e:
             log.error("the cached offer catalogue is unusable (%s); waiting for a new one", e)
             return
@@ -69,7 +79,9 @@ class CatalogueService:
         """A catalogue pushed on .../offers: parsed and validated on a worker thread (a large
         catalogue must not stall intake, publishing or the watchdog)."""
         try:
-            cat = await asyncio.get_running_loop().run_in_executor(None, _parse, payload)
+            cat = await asyncio.get_running_loop().run_in_executor(
+                None, _parse, payload, self._zones
+            )
         except (orjson.JSONDecodeError, CatalogueError) as e:
             await self._reject(payload, e)
             return
@@ -91,13 +103,19 @@ class CatalogueService:
             self._pipeline.matcher.forget_before(self._clock.wall() - HISTORY_S)
 
     async def _activate(self, cat: Catalogue) -> None:
+        """The new catalogue's matcher (its index: seconds for 100k offers on a Pi) is built on
+        a worker thread; only taking over the old one's state runs on the loop."""
         p = self._pipeline
+        history: list[tuple[str, str, float]] = []
         if p.matcher is None:
             since = self._clock.wall() - HISTORY_S
             history = await self._store.do(lambda o: o.trigger_history(since))
-            p.matcher = OfferMatcher(cat, self._tz, history, self._ident.pseudonym)
-        else:
-            p.matcher = p.matcher.replace_catalogue(cat)
+        m = await asyncio.get_running_loop().run_in_executor(
+            None, OfferMatcher, cat, self._tz, history, self._ident.pseudonym
+        )
+        if p.matcher is not None:
+            m.take_over(p.matcher)
+        p.matcher = m
         self.version = cat.version
 
     async def _reject(self, payload: bytes, e: Exception) -> None:
