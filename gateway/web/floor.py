@@ -32,12 +32,13 @@ def floor_svg(layout: Layout) -> str:
     out += [f'<polygon class="shelf" points="{_points(p)}"/>' for p in layout.shelves]
     out.append('</g><g id="zones">')
     for z in layout.zones:
-        cx, cy = z.centroid
+        cx, _ = z.centroid
+        top = min(y for _, y in z.polygon)
         out.append(
             f'<g class="zone" data-zone="{escape(z.id)}"><title>{escape(z.name)}</title>'
             f'<polygon points="{_points(z.polygon)}"/>'
-            f'<text class="zone-name" x="{cx:.2f}" y="{cy:.2f}">{escape(z.name)}</text>'
-            f'<text class="zone-count" x="{cx:.2f}" y="{cy + 0.9:.2f}"></text></g>'
+            f'<text class="zone-name" x="{cx:.2f}" y="{top + 0.75:.2f}">{escape(z.name)}</text>'
+            f'<text class="zone-count" x="{cx:.2f}" y="{top + 1.4:.2f}"></text></g>'
         )
     out.append('</g><g id="receivers">')
     for r in layout.receivers:
@@ -45,7 +46,7 @@ def floor_svg(layout: Layout) -> str:
             f'<g class="receiver" data-receiver="{escape(r.id)}" transform="translate({r.x:g} {r.y:g})">'
             f"<title>{escape(r.id)}</title>"
             '<circle class="halo" r="1.1"/><circle class="dot" r="0.45"/>'
-            f'<text y="-0.8">{escape(r.id)}</text></g>'
+            f'<text y="1.05">{escape(r.id)}</text></g>'
         )
     out.append('</g><g id="tags"></g></svg>')
     return "".join(out)

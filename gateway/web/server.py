@@ -99,9 +99,12 @@ class WebService:
         try:
             while True:
                 await asyncio.sleep(TICK_S)
-                await self.state.tick()
-                if self._clients:
-                    self._broadcast()
+                try:
+                    await self.state.tick()
+                    if self._clients:
+                        self._broadcast()
+                except Exception:  # the web app must never take the gateway down
+                    log.exception("web: live state update failed")
         finally:
             for q in self._clients:
                 _offer(q, None)

@@ -113,8 +113,8 @@ class LiveState:
         last = self.recorder.last_heard
         for i, r in enumerate(self.layout.receivers):
             # max(0, ...): a sped-up simulation stamps ahead of the clock
-            age = max(0.0, now - last[i]) if math.isfinite(last[i]) else None
-            silent_for = age if age is not None else now - self.started
+            age = max(0.0, float(now - last[i])) if math.isfinite(last[i]) else None
+            silent_for = age if age is not None else float(now - self.started)
             state = "ok"
             if silent_for > DEAD_AFTER_S:
                 state = "dead"

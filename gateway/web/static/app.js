@@ -79,14 +79,15 @@ function zoneBox(id) {
 
 function place(tags, box, out) {
   // tags spread on a grid inside the zone's box, in a stable order
-  const [x0, y0, x1, y1] = box;
-  const w = Math.max(x1 - x0 - 0.8, 0.1), h = Math.max(y1 - y0 - 1.6, 0.1);
+  const [x0, yt, x1, y1] = box;
+  const y0 = yt + (y1 - yt) * 0.55; // the zone's lower part: its name and receiver are above
+  const w = Math.max(x1 - x0 - 0.8, 0.1), h = Math.max(y1 - y0 - 0.4, 0.1);
   const n = tags.length;
   const cols = Math.max(1, Math.ceil(Math.sqrt((n * w) / h)));
   const rows = Math.max(1, Math.ceil(n / cols));
   tags.forEach((t, i) => {
     const c = i % cols, r = Math.floor(i / cols);
-    out.set(t.tag, [x0 + 0.4 + (w * (c + 0.5)) / cols, y0 + 1.2 + (h * (r + 0.5)) / rows]);
+    out.set(t.tag, [x0 + 0.4 + (w * (c + 0.5)) / cols, y0 + (h * (r + 0.5)) / rows]);
   });
 }
 
@@ -185,8 +186,8 @@ function svgEl(tag, attrs, parent) {
   return el;
 }
 
-function frame(title, t0, t1, y0, y1, yticks, fmt) {
-  const W = 320, H = 150, L = 34, R = 8, T = 16, B = 18;
+function frame(title, t0, t1, y0, y1, yticks, fmt, W = 320, H = 150) {
+  const L = 34, R = 16, T = 16, B = 18;
   const svg = svgEl("svg", { viewBox: `0 0 ${W} ${H}`, class: "plot", role: "img", "aria-label": title });
   const sx = (t) => L + ((t - t0) / (t1 - t0)) * (W - L - R);
   const sy = (v) => T + (1 - (v - y0) / (y1 - y0)) * (H - T - B);
@@ -219,7 +220,10 @@ function renderDetail(d) {
   if (d.tag !== detailTag) return;
   if (d.gone) { $("#detail-now").textContent = "this tag is no longer tracked"; return; }
   const t1 = d.now, t0 = t1 - 300;
-  $("#detail-now").textContent = "updated " + new Date(t1 * 1000).toLocaleTimeString();
+  const cur = last?.state.tags.find((t) => t.tag === d.tag);
+  const zname = (z) => (z ? (last.state.zones.find((x) => x.id === z) || { name: z }).name : "no zone");
+  $("#detail-now").textContent = (cur ? `${zname(cur.zone)}, ${Math.round(cur.p * 100)}% sure, for ${age(now() - cur.since)} · ` : "") +
+    "updated " + new Date(t1 * 1000).toLocaleTimeString();
   const rxs = Object.entries(d.rssi).sort((a, b) => b[1].t.length - a[1].t.length).slice(0, 6);
   const box = $("#rssi-plots");
   box.innerHTML = rxs.length ? "" : "<p class='muted'>no sightings in the last 5 minutes</p>";
@@ -246,15 +250,15 @@ function renderProbs(d, t0, t1) {
   const names = new Map((last?.state.zones || []).map((z) => [z.id, z.name]));
   const peak = d.zones.map((_, k) => Math.max(...P.map((row) => row[k])));
   const shown = d.zones.map((z, k) => k).filter((k) => peak[k] >= 0.05).sort((a, b) => peak[b] - peak[a]).slice(0, 8);
-  const { svg, sx, sy } = frame("probability of each zone", t0, t1, 0, 1, [0, 0.5, 1], (v) => Math.round(v * 100) + "%");
-  svg.setAttribute("viewBox", "0 0 320 185");
+  const { svg, sx, sy } = frame("probability of each zone", t0, t1, 0, 1, [0, 0.5, 1], (v) => Math.round(v * 100) + "%", 640, 170);
+  svg.setAttribute("viewBox", "0 0 640 200");
   shown.forEach((k, i) => {
     const color = COLORS[i % COLORS.length];
     svgEl("path", { d: path(T, P.map((row) => row[k]), sx, sy), class: "prob", stroke: color }, svg);
     const label = d.zones[k] === null ? "no zone" : names.get(d.zones[k]) || d.zones[k];
-    const lx = 40 + (i % 4) * 70, ly = 162 + 12 * Math.floor(i / 4);
+    const lx = 40 + (i % 4) * 150, ly = 182 + 13 * Math.floor(i / 4);
     svgEl("rect", { x: lx, y: ly - 7, width: 8, height: 8, fill: color }, svg);
-    svgEl("text", { x: lx + 11, y: ly }, svg).textContent = label.slice(0, 11);
+    svgEl("text", { x: lx + 11, y: ly }, svg).textContent = label.slice(0, 24);
   });
   box.appendChild(svg);
 }
