@@ -204,6 +204,9 @@ def test_map_shows_the_layout_and_live_tags(gw: Daemon, browser: Any) -> None:
         "() => document.querySelectorAll('#rx-table tbody tr').length > 0"
         " && document.querySelector('#live').textContent === 'live'"
     )
+    # pushed, not fetched once: the page takes new state without reloading
+    first = page.evaluate("() => document.body.dataset.updated")
+    page.wait_for_function(f"() => document.body.dataset.updated > {first}", timeout=5_000)
     tags = set(page.eval_on_selector_all("#floor [data-tag]", "els => els.map(e => e.dataset.tag)"))
     assert all(PSEUDONYM.fullmatch(t) for t in tags)
     assert tags & {t["tag"] for t in gw.state()["tags"]}

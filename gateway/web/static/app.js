@@ -42,6 +42,7 @@ const now = () => Date.now() / 1000 + skew;
 function render(msg) {
   last = msg;
   skew = msg.now - Date.now() / 1000;
+  document.body.dataset.updated = String(msg.now); // when the last push arrived (tests read it)
   const st = msg.state;
   badge("#live", "live", "good");
   const m = st.mqtt;
