@@ -247,3 +247,41 @@ def test_map_fits_a_phone(gw: Daemon, browser: Any) -> None:
     assert box["width"] > 330  # the map takes the screen's width
     page.screenshot(path=str(ARTIFACTS / "web-phone.png"))
     assert not page.errors
+
+
+# ---------------------------------------------------------------- TLS, shutdown
+
+
+def test_https_and_a_prompt_stop_with_a_stream_open(tmp_path: Path) -> None:
+    import http.client
+    import signal
+    import ssl
+    import subprocess
+    import time
+
+    cert, key = tmp_path / "web.crt", tmp_path / "web.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+         "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key),
+         "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    web = f'password_file = "web-password"\ncert_file = "{cert}"\nkey_file = "{key}"'
+    ctx = ssl.create_default_context(cafile=str(cert))
+    port = free_port()
+    with daemon(tmp_path, web=web, listen=f"127.0.0.1:{port}", https=ctx) as d:
+        assert d.url.startswith("https://")
+        assert d.get("/api/v1/state")[0] == 200
+        with pytest.raises(http.client.RemoteDisconnected):  # plain http is not served
+            plain = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            plain.request("GET", "/healthz")
+            plain.getresponse()
+        conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=ctx)
+        conn.request("GET", "/api/v1/stream", headers={"Authorization": d.basic()})
+        resp = conn.getresponse()
+        assert resp.status == 200 and resp.readline().startswith(b"event: state")
+        t0 = time.monotonic()
+        d.proc.send_signal(signal.SIGTERM)
+        resp.read()  # the stream is ended properly (a cut one raises IncompleteRead)
+        assert d.proc.wait(15) == 0, d.log.read_text()
+        assert time.monotonic() - t0 < 8.0, "an open stream held up the shutdown"

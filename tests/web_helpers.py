@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import signal
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -43,16 +44,19 @@ class Daemon:
     proc: subprocess.Popen[bytes]
     url: str
     log: Path
+    https: ssl.SSLContext | None = None
+
+    def basic(self) -> str:
+        return "Basic " + base64.b64encode(f"technician:{PASSWORD}".encode()).decode()
 
     def get(self, path: str, auth: str | None = "basic", timeout: float = 5.0) -> tuple[int, bytes]:
         req = urllib.request.Request(self.url + path)
         if auth == "basic":
-            cred = base64.b64encode(f"technician:{PASSWORD}".encode()).decode()
-            req.add_header("Authorization", f"Basic {cred}")
+            req.add_header("Authorization", self.basic())
         elif auth is not None:
             req.add_header("Authorization", auth)
         try:
-            with urllib.request.urlopen(req, timeout=timeout) as r:
+            with urllib.request.urlopen(req, timeout=timeout, context=self.https) as r:
                 return r.status, r.read()
         except urllib.error.HTTPError as e:
             return e.code, e.read()
@@ -88,7 +92,7 @@ backoff_cap_s = 1.0
 @contextmanager
 def daemon(
     d: Path, web: str = 'password_file = "web-password"\ntoken_file = "web-token"',
-    listen: str | None = None, shoppers: int = 20,
+    listen: str | None = None, shoppers: int = 20, https: ssl.SSLContext | None = None,
 ) -> Iterator[Daemon]:  # fmt: skip
     broker = Broker(d).start()
     port = int(listen.rsplit(":", 1)[1]) if listen else free_port()
@@ -101,7 +105,7 @@ def daemon(
                       "--web", listen or f"127.0.0.1:{port}"),
             cwd=ROOT, env=env(), stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
-    dm = Daemon(proc, f"http://127.0.0.1:{port}", log)
+    dm = Daemon(proc, f"{'https' if https else 'http'}://127.0.0.1:{port}", log, https)
     try:
 
         def up() -> bool | None:
@@ -114,7 +118,8 @@ def daemon(
         wait_for("the web app to answer /healthz", up, 30.0)
         yield dm
     finally:
-        proc.send_signal(signal.SIGTERM)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(20)
         except subprocess.TimeoutExpired:
