@@ -33,8 +33,8 @@ function age(s) {
   if (s === null || s === undefined) return "never";
   s = Math.max(0, Math.round(s));
   if (s < 60) return s + " s";
-  if (s < 3600) return Math.floor(s / 60) + ":" + String(s % 60).padStart(2, "0") + " min";
-  return Math.floor(s / 3600) + " h " + Math.floor((s % 3600) / 60) + " min";
+  if (s < 3600) return Math.floor(s / 60) + ":" + String(s % 60).padStart(2, "0");
+  return Math.floor(s / 3600) + " h " + String(Math.floor((s % 3600) / 60)).padStart(2, "0");
 }
 
 const now = () => Date.now() / 1000 + skew;
@@ -149,7 +149,7 @@ function renderTagTable(tags, names) {
   for (const t of sorted) {
     const zone = t.zone ? names.get(t.zone) || t.zone : "no zone";
     if (f && !(t.tag.toLowerCase().includes(f) || zone.toLowerCase().includes(f) || (t.zone || "").includes(f))) continue;
-    rows.push(`<tr data-row="${esc(t.tag)}"><td title="${esc(t.tag)}">${esc(t.tag.slice(0, 12))}…</td>` +
+    rows.push(`<tr data-row="${esc(t.tag)}"><td title="${esc(t.tag)}">${esc(t.tag)}</td>` +
       `<td>${esc(zone)}</td><td class="num">${Math.round(t.p * 100)}%</td>` +
       `<td class="num dwell" data-since="${t.since}">${esc(age(now() - t.since))}</td></tr>`);
   }
