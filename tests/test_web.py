@@ -285,3 +285,23 @@ def test_https_and_a_prompt_stop_with_a_stream_open(tmp_path: Path) -> None:
         resp.read()  # the stream is ended properly (a cut one raises IncompleteRead)
         assert d.proc.wait(15) == 0, d.log.read_text()
         assert time.monotonic() - t0 < 8.0, "an open stream held up the shutdown"
+
+
+def test_a_receiver_that_hears_nothing_turns_silent(tmp_path: Path, browser: Any) -> None:
+    layout = tmp_path / "layout.toml"
+    layout.write_text(LAYOUT.read_text() + '\n[[receivers]]\nid = "rx-far"\nx = 4000.0\ny = 12.0\n')
+    with daemon(tmp_path, layout=layout) as d:
+
+        def health() -> dict[str, Any] | None:
+            rx = {r["id"]: r for r in d.state()["receivers"]}
+            return rx if rx["rx-far"]["state"] == "silent" and rx["rx01"]["state"] == "ok" else None
+
+        rx = wait_for("rx-far to be reported silent", health, 30.0)
+        far = rx["rx-far"]
+        assert (far["last_heard_s"] is None or far["last_heard_s"] > 15) and far[
+            "adverts_per_s"
+        ] == 0
+        page = page_for(browser, d)
+        page.wait_for_selector('[data-receiver="rx-far"].silent', timeout=10_000)
+        page.wait_for_selector('[data-receiver="rx01"].ok', timeout=10_000)
+        assert page.locator("#rx-table td.state-silent").count() == 1

@@ -93,15 +93,16 @@ backoff_cap_s = 1.0
 def daemon(
     d: Path, web: str = 'password_file = "web-password"\ntoken_file = "web-token"',
     listen: str | None = None, shoppers: int = 20, https: ssl.SSLContext | None = None,
+    layout: Path = LAYOUT,
 ) -> Iterator[Daemon]:  # fmt: skip
     broker = Broker(d).start()
     port = int(listen.rsplit(":", 1)[1]) if listen else free_port()
     cfg = write_config(d, broker.url, web)
     log = d / "daemon.log"
-    source = f"sim:{LAYOUT}?shoppers={shoppers}&seed=3"
+    source = f"sim:{layout}?shoppers={shoppers}&seed=3"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            shelfgate("run", "--config", str(cfg), "--source", source, "--layout", str(LAYOUT),
+            shelfgate("run", "--config", str(cfg), "--source", source, "--layout", str(layout),
                       "--web", listen or f"127.0.0.1:{port}"),
             cwd=ROOT, env=env(), stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
