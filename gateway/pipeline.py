@@ -235,6 +235,12 @@ class Pipeline:
         """A tracked tag's zone, probabilities and filtered levels now (input clock)."""
         return self.tracker.tag_view(tag)
 
+    def levels(
+        self, tags: Sequence[str], rx: np.typing.NDArray[np.int64]
+    ) -> np.typing.NDArray[np.float64]:
+        """The filtered level of each (tag, receiver index) pair now (NaN: no estimate)."""
+        return self.tracker.levels(tags, rx)
+
     def tag_views(self) -> list[TagView]:
         views = (self.tracker.tag_view(t) for t in self.tracker.tag_ids())
         return [v for v in views if v is not None]

@@ -340,6 +340,14 @@ class ZoneTracker:
     def tag_ids(self) -> list[TagId]:
         return list(self._tags)
 
+    def levels(self, tags: Sequence[TagId], rx: IntArray) -> FloatArray:
+        """Filtered level of each (tag, receiver index) pair now (NaN: no estimate)."""
+        where = {t: st.slot if (st := self._tags.get(t)) else -1 for t in dict.fromkeys(tags)}
+        slot = np.fromiter(map(where.__getitem__, tags), dtype=np.int64, count=len(tags))
+        i = np.where(slot >= 0, slot * self.n_rx + rx, 0)
+        known = (slot >= 0) & (self._bank.p[i] >= 0.0)
+        return np.where(known, self._bank.level[i], np.nan)
+
 
 @dataclass(frozen=True, slots=True)
 class TagView:

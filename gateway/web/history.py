@@ -9,13 +9,15 @@ hash of its id; nothing here leaves the process.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 
 import numpy as np
 import numpy.typing as npt
 
-from drivers.advertisement import Advertisement, Reading
+from drivers.advertisement import Reading
 from gateway.pipeline import Pipeline
 
 RSSI_ROWS = 1 << 18  # ~5 MB
@@ -63,8 +65,7 @@ class TagHistory:
     probs: FloatArray  # rows of zone probabilities (pipeline.zone_classes order)
 
 
-def tag_key(tag: str) -> int:
-    return hash(tag)
+tag_key = hash  # a tag's key in the rings (64 bits; nothing here leaves the process)
 
 
 class LiveRecorder:
@@ -86,29 +87,26 @@ class LiveRecorder:
 
     # ------------------------------------------------------------------ LiveTap
     def readings(self, batch: Sequence[Reading]) -> None:
-        index, counts, last = self._index, self.adverts, self.last_heard
-        for r in batch:
-            if type(r) is Advertisement:
-                i = index.get(r.receiver)
-                if i is not None:
-                    counts[i] += 1
-                    if r.t > last[i]:
-                        last[i] = r.t
+        """Counted in C (a batch spans a fraction of a second: its last reading's time is when
+        each receiver in it was last heard)."""
+        if not batch:
+            return
+        index, t = self._index, batch[-1].t
+        for rx, n in Counter(map(attrgetter("receiver"), batch)).items():
+            i = index.get(rx)
+            if i is not None:
+                self.adverts[i] += n
+                self.last_heard[i] = max(self.last_heard[i], t)
 
     def sightings(
         self, tags: Sequence[str], rx: Sequence[int], rssi: Sequence[float], t: Sequence[float]
     ) -> None:
         """Filtered levels as they stand after the batch (a batch is a fraction of a second)."""
-        levels: dict[str, FloatArray] = {}
-        view = self._pipeline.tag_view
-        nan = np.full(len(self._index), np.nan)
-        for tag in dict.fromkeys(tags):
-            v = view(tag)
-            levels[tag] = nan if v is None else v.level
-        filt = [levels[tag][i] for tag, i in zip(tags, rx, strict=True)]
-        self.rssi.append(
-            key=[tag_key(x) for x in tags], rx=rx, raw=rssi, filt=filt, t=t
-        )  # fmt: skip
+        n = len(tags)
+        rxa = np.asarray(rx, dtype=np.int64)
+        keys = np.fromiter(map(tag_key, tags), dtype=np.int64, count=n)
+        filt = self._pipeline.levels(tags, rxa)
+        self.rssi.append(key=keys, rx=rxa, raw=rssi, filt=filt, t=t)
 
     # ------------------------------------------------------------------ sampling
     def sample_probs(self, keys: Sequence[int], t: float, probs: FloatArray) -> None:

@@ -135,6 +135,7 @@ class LiveState:
     def tags(self) -> list[dict[str, Any]]:
         classes = self.pipeline.zone_classes
         index = {z: i for i, z in enumerate(classes)}
+        off = self.pipeline.to_wall(0.0)  # once: the clock's offset (and sync state) is a syscall
         out = []
         for v in self.views:
             if v.lost:
@@ -145,7 +146,7 @@ class LiveState:
                     "tag": self._pseudonyms[v.tag],
                     "zone": v.zone,
                     "p": round(p, 3),
-                    "since": round(self.pipeline.to_wall(v.since), 3),
+                    "since": round(v.since + off, 3),
                 }
             )
         return out
