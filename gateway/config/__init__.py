@@ -188,7 +188,7 @@ def _check_values(cfg: GatewayConfig, problems: Problems) -> None:
         from gateway.web.auth import parse_listen
 
         try:
-            parse_listen(w.listen, "")
+            parse_listen(w.listen)
         except InputError as e:
             problems.add("web.listen", e.expected)
 

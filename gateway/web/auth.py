@@ -22,14 +22,12 @@ USER = "technician"
 LOOPBACK = "127.0.0.1"
 
 
-def parse_listen(text: str, source: str) -> tuple[str, int]:
+def parse_listen(text: str, where: str = "web.listen") -> tuple[str, int]:
     """`HOST:PORT` (IPv6 as `[::1]:8080`) -> (host, port)."""
     host, sep, port = text.rpartition(":")
     host = host.strip("[]")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise InputError(
-            source, "web.listen", f'expected "HOST:PORT", e.g. "0.0.0.0:8080", not {text!r}'
-        )
+        raise InputError(text, where, 'expected "HOST:PORT", e.g. "0.0.0.0:8080"')
     return host, int(port)
 
 

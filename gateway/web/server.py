@@ -48,7 +48,7 @@ class WebService:
     def __init__(self, cfg: WebConfig, state: LiveState, inflight: Callable[[], int]) -> None:
         assert cfg.listen is not None
         self.state = state
-        self.host, self.port = parse_listen(cfg.listen, "web.listen")
+        self.host, self.port = parse_listen(cfg.listen)
         self.creds = Credentials.from_config(cfg)
         self.ssl = _ssl_context(cfg)
         self.health: Health | None = None
