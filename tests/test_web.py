@@ -167,6 +167,12 @@ def test_metrics_parse_as_prometheus_text(gw: Daemon) -> None:
     assert samples[("shelfgate_mqtt_connected", ())] == 1.0
     assert fams["shelfgate_adverts"].type == "counter"
     assert ("shelfgate_events_total", (("type", "dwell"),)) in samples
+    # every event the pipeline makes is counted (dwell events: min_dwell_s = 5 here)
+    wait_for(
+        "dwell events counted",
+        lambda: gw.metrics()[("shelfgate_events_total", (("type", "dwell"),))] > 0 or None,
+        60.0,
+    )
 
 
 def test_tag_detail_api(gw: Daemon) -> None:
