@@ -7,6 +7,7 @@ small services (gateway/services/):
     CatalogueService  the offer catalogue (pushed, validated off the loop, cached)
     StatusReporter  the retained status message and `shelfgate status`'s notes
     Watchdog        feeds systemd only while healthy
+    WebService      the technician web app and /metrics (gateway/web/), when [web] listens
 
 Threads: the event loop (all of the above), the outbox thread (every SQLite call: one writer),
 the MQTT network thread (every paho call), serial reader threads. Data crosses into the loop only
@@ -19,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drivers.registry import open_sources
 from drivers.source import SourceContext
@@ -46,6 +47,9 @@ from .services.intake import Intake
 from .services.publisher import Publisher, Topics
 from .services.status import StatusReporter, Watchdog, status_payload
 from .services.store import OutboxWorker
+
+if TYPE_CHECKING:
+    from .web.server import WebService
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +93,8 @@ class Gateway:
             log.error("alert: %s", alert)
         await self.catalogue.load_cached()
         self.pipeline.resume(await self.store.do(lambda o: o.load_stays()))
+        if self.web is not None:
+            await self.web.start()
         self.link.start()
         sdnotify.notify("READY=1")
         tasks = [
@@ -97,6 +103,8 @@ class Gateway:
             asyncio.create_task(self.publisher.run(), name="publisher"),
             asyncio.create_task(self.status.run(), name="status"),
         ]
+        if self.web is not None:
+            tasks.append(asyncio.create_task(self.web.run(), name="web"))
         if self.watchdog.interval_s is not None:  # under systemd with WatchdogSec
             tasks.append(asyncio.create_task(self.watchdog.run(), name="watchdog"))
         stop_waiter = asyncio.create_task(
@@ -138,7 +146,11 @@ class Gateway:
             lambda: self._spawn(self._status_now()),
             self.pipeline.suspend,
         )
-        self.intake = Intake(self.sources, self.pipeline, self.committer.add, self.clock)
+        self.web = self._web() if cfg.web.listen is not None else None
+        sink = (
+            self.committer.add if self.web is None else self.web.state.counting(self.committer.add)
+        )
+        self.intake = Intake(self.sources, self.pipeline, sink, self.clock)
         self.catalogue = CatalogueService(
             self.store,
             self.pipeline,
@@ -162,7 +174,24 @@ class Gateway:
         self.watchdog = Watchdog(
             self.store, lambda: self.intake.last_delivery, self.clock, cfg.gateway.source_silence_s
         )
+        if self.web is not None:
+            self.web.health = self.watchdog.unhealthy
         self._bg: set[asyncio.Task[Any]] = set()
+
+    def _web(self) -> WebService:
+        from .web.server import WebService
+        from .web.state import LiveState
+
+        publisher = self.publisher
+        state = LiveState(
+            self.pipeline.tracker.layout,
+            self.pipeline,
+            self.identity,
+            self.store,
+            lambda: publisher.connected,
+            self.clock,
+        )
+        return WebService(self.cfg.web, state, lambda: len(publisher.inflight))
 
     async def _status_now(self) -> None:
         self.catalogue.forget_old_triggers()

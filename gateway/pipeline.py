@@ -16,7 +16,7 @@ moment they are shaped) and the clock's sync state. A trace's time is wall time 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -24,7 +24,7 @@ from drivers.advertisement import RSSI_MAX, RSSI_MIN, Advertisement, PositionFix
 from drivers.trace.reader import SightingBlock
 from positioning.dwell import OngoingStay
 from positioning.tags import TagResolver
-from positioning.tracker import ZoneTracker
+from positioning.tracker import TagView, ZoneTracker
 from positioning.types import DwellEvent, ZoneSegment
 
 from . import stays
@@ -36,6 +36,17 @@ if TYPE_CHECKING:
     from positioning.offers import OfferMatcher  # loaded only when a catalogue is used
 
 TICK_S = 1.0
+
+
+class LiveTap(Protocol):
+    """Watches live input without changing it (the web app's receiver health and RSSI history):
+    every reading as it arrives, then the resolved sightings once the pipeline has taken them."""
+
+    def readings(self, batch: Sequence[Reading]) -> None: ...
+
+    def sightings(
+        self, tags: Sequence[str], rx: Sequence[int], rssi: Sequence[float], t: Sequence[float]
+    ) -> None: ...
 
 
 class Pipeline:
@@ -60,11 +71,14 @@ class Pipeline:
         self.unknown_receivers: dict[str, int] = {}  # receiver id not in the layout -> count
         self.not_tags = 0  # advertisements that carry no tag
         self.implausible = 0  # readings outside physical ranges (a corrupt receiver), dropped
+        self.tap: LiveTap | None = None  # live input only, never a trace's blocks
 
     # ------------------------------------------------------------------ input
     def feed(self, batch: Sequence[Reading]) -> list[WireEvent]:
         """Live readings of one source, in reception order."""
         self._live = True
+        if self.tap is not None:
+            self.tap.readings(batch)
         out: list[WireEvent] = []
         tags: list[str] = []
         rxs: list[int] = []
@@ -102,6 +116,8 @@ class Pipeline:
                 np.array(rssi, dtype=np.float64),
                 np.array(ts, dtype=np.float64),
             )
+            if self.tap is not None:
+                self.tap.sightings(tags, rxs, rssi, ts)
         return out
 
     def feed_block(self, blk: SightingBlock) -> list[WireEvent]:
@@ -213,6 +229,30 @@ class Pipeline:
     @property
     def live(self) -> bool:
         return self._live
+
+    # ------------------------------------------------------------------ read-only views
+    def tag_view(self, tag: str) -> TagView | None:
+        """A tracked tag's zone, probabilities and filtered levels now (input clock)."""
+        return self.tracker.tag_view(tag)
+
+    def levels(
+        self, tags: Sequence[str], rx: np.typing.NDArray[np.int64]
+    ) -> np.typing.NDArray[np.float64]:
+        """The filtered level of each (tag, receiver index) pair now (NaN: no estimate)."""
+        return self.tracker.levels(tags, rx)
+
+    def tag_views(self) -> list[TagView]:
+        views = (self.tracker.tag_view(t) for t in self.tracker.tag_ids())
+        return [v for v in views if v is not None]
+
+    @property
+    def zone_classes(self) -> tuple[str | None, ...]:
+        """The zones `TagView.probs` is over, in order (None: no zone)."""
+        return self.tracker.classifier.zone_ids
+
+    def to_wall(self, t: float) -> float:
+        """Wall time of an instant on the input's clock."""
+        return t + self._offset()[0]
 
     def take_segments(self) -> list[ZoneSegment]:
         """The zone timeline's closed segments since the last call (`record_segments`)."""

@@ -33,6 +33,7 @@ def effective_setup(a: argparse.Namespace) -> Setup:
         store=a.store,
         gateway_id=a.gateway,
         sources=tuple(a.source) if a.source else None,
+        web_listen=getattr(a, "web", None),
     )
     layout = a.layout or cfg.gateway.layout or default_layout()
     sources = tuple(s.uri for s in cfg.sources) or (f"sim:{layout}",)

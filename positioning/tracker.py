@@ -325,3 +325,40 @@ class ZoneTracker:
         st.seg_zone = zone
         st.seg_start = t
         self.events.extend(self.dwell.update(tag, zone, t))
+
+    # ------------------------------------------------------------------ read-only views
+    # For the technician web app (gateway/web): copies of the state, nothing is changed here.
+    def tag_view(self, tag: TagId) -> TagView | None:
+        st = self._tags.get(tag)
+        if st is None:
+            return None
+        a, b = st.slot * self.n_rx, (st.slot + 1) * self.n_rx
+        level = np.where(self._bank.p[a:b] >= 0.0, self._bank.level[a:b], np.nan)
+        probs = np.exp(self._beliefs.log_belief[st.slot])
+        return TagView(tag, st.seg_zone, st.seg_start, st.last_heard, st.lost, probs, level)
+
+    def tag_ids(self) -> list[TagId]:
+        return list(self._tags)
+
+    def levels(self, tags: Sequence[TagId], rx: IntArray) -> FloatArray:
+        """Filtered level of each (tag, receiver index) pair now (NaN: no estimate)."""
+        where = {t: st.slot if (st := self._tags.get(t)) else -1 for t in dict.fromkeys(tags)}
+        slot = np.fromiter(map(where.__getitem__, tags), dtype=np.int64, count=len(tags))
+        i = np.where(slot >= 0, slot * self.n_rx + rx, 0)
+        known = (slot >= 0) & (self._bank.p[i] >= 0.0)
+        return np.where(known, self._bank.level[i], np.nan)
+
+
+@dataclass(frozen=True, slots=True)
+class TagView:
+    """One tracked tag as the tracker sees it now: reported zone (None: no zone) since when,
+    zone probabilities (in `classifier.zone_ids` order), filtered level per receiver (NaN:
+    never heard)."""
+
+    tag: TagId
+    zone: str | None
+    since: float
+    last_heard: float
+    lost: bool
+    probs: FloatArray
+    level: FloatArray

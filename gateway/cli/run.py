@@ -45,4 +45,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="exit 0 once the sources are exhausted and every event is acknowledged",
     )
+    r.add_argument(
+        "--web",
+        metavar="HOST:PORT",
+        help="serve the technician web app and /metrics here (over [web] listen)",
+    )
     r.set_defaults(func=cmd_run)

@@ -25,6 +25,7 @@ from .sections import (
     PipelineConfig,
     PrivacyConfig,
     SourceConfig,
+    WebConfig,
 )
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "PipelineConfig",
     "PrivacyConfig",
     "SourceConfig",
+    "WebConfig",
     "config_from_dict",
     "describe",
     "load_config",
@@ -47,6 +49,7 @@ SECTIONS: dict[str, type[Any]] = {
     "privacy": PrivacyConfig,
     "mqtt": MqttConfig,
     "outbox": OutboxConfig,
+    "web": WebConfig,
 }
 
 
@@ -73,6 +76,7 @@ class GatewayConfig:
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
+    web: WebConfig = field(default_factory=WebConfig)
     sources: tuple[SourceConfig, ...] = ()
 
     @property
@@ -87,12 +91,14 @@ class GatewayConfig:
         store: str | None = None,
         gateway_id: str | None = None,
         sources: tuple[str, ...] | None = None,
+        web_listen: str | None = None,
     ) -> GatewayConfig:
         """The command line wins over the file (None: keep the file's value)."""
         gw = _replace(self.gateway, data_dir=data_dir, store=store, id=gateway_id)
         mqtt = _replace(self.mqtt, broker=broker)
         srcs = tuple(SourceConfig(u) for u in sources) if sources else self.sources
-        return dataclasses.replace(self, gateway=gw, mqtt=mqtt, sources=srcs)
+        web = _replace(self.web, listen=web_listen)
+        return dataclasses.replace(self, gateway=gw, mqtt=mqtt, web=web, sources=srcs)
 
 
 def _replace(section: Any, **changes: Any) -> Any:
@@ -175,6 +181,16 @@ def _check_values(cfg: GatewayConfig, problems: Problems) -> None:
         problems.add("mqtt.max_batch", "expected 1..1000")
     if (m.cert_file is None) != (m.key_file is None):
         problems.add("mqtt.cert_file", "cert_file and key_file go together (mutual TLS)")
+    w = cfg.web
+    if (w.cert_file is None) != (w.key_file is None):
+        problems.add("web.cert_file", "cert_file and key_file go together (https)")
+    if w.listen is not None:
+        from gateway.web.auth import parse_listen
+
+        try:
+            parse_listen(w.listen)
+        except InputError as e:
+            problems.add("web.listen", e.expected)
 
 
 def _check_files(cfg: GatewayConfig, problems: Problems) -> None:
@@ -185,6 +201,10 @@ def _check_files(cfg: GatewayConfig, problems: Problems) -> None:
         "mqtt.key_file": m.key_file,
         "mqtt.password_file": m.password_file,
         "privacy.secret_file": cfg.privacy.secret_file,
+        "web.password_file": cfg.web.password_file,
+        "web.token_file": cfg.web.token_file,
+        "web.cert_file": cfg.web.cert_file,
+        "web.key_file": cfg.web.key_file,
     }
     for key, f in files.items():
         if f is not None and not Path(f).is_file():

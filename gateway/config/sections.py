@@ -117,3 +117,18 @@ class OutboxConfig:
 @dataclass(frozen=True, slots=True)
 class SourceConfig:
     uri: str = option("", 'a source URI, e.g. "sim:layout.toml?shoppers=20"')
+
+
+@dataclass(frozen=True, slots=True)
+class WebConfig:
+    listen: str | None = option(
+        None, 'HOST:PORT of the technician web app, e.g. "0.0.0.0:8080" (default: off)'
+    )
+    password_file: str | None = option(
+        None, "file holding the password of user technician (HTTP Basic)", path=True
+    )
+    token_file: str | None = option(
+        None, "file holding a token for Authorization: Bearer", path=True
+    )
+    cert_file: str | None = option(None, "TLS certificate (PEM): serve https", path=True)
+    key_file: str | None = option(None, "TLS private key (PEM) of cert_file", path=True)
