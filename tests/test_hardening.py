@@ -178,15 +178,19 @@ def test_watchdog_follows_what_the_radio_delivers(
         stderr=subprocess.DEVNULL,
     )
 
-    def feeds(seconds: float) -> int:
+    def feeds(seconds: float, until: str = "") -> int:
         n, end = 0, time.time() + seconds
         while time.time() < end:
             with contextlib.suppress(TimeoutError):
-                n += sock.recv(4096).decode().startswith("WATCHDOG=1")
+                msg = sock.recv(4096).decode()
+                n += msg.startswith("WATCHDOG=1")
+                if until and msg.startswith(until):
+                    break
         return n
 
     try:
-        feeds(8.0)  # start-up (slow on a loaded machine) and the first 3 s of silence
+        feeds(60.0, until="READY=1")  # start-up (slow on a loaded machine)
+        feeds(5.0)  # the first 3 s of silence, and some
         late = feeds(4.0)  # well past source_silence_s
         assert (late >= 4) if fed else (late == 0), late
     finally:
