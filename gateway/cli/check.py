@@ -13,7 +13,7 @@ from gateway.clock import Clock
 from positioning.errors import ShelfgateError
 
 if TYPE_CHECKING:
-    from gateway.config import GatewayConfig
+    from gateway.config import GatewayConfig, SourceConfig
     from positioning.layout import Layout
 
 
@@ -141,7 +141,7 @@ def _check_calibration(r: Report, cal: str | None, layout: Layout | None) -> Non
         r.ok(f"calibration {cal}: every receiver fitted")
 
 
-def _check_sources(r: Report, sources: tuple[str, ...], layout: Layout) -> None:
+def _check_sources(r: Report, sources: tuple[SourceConfig, ...], layout: Layout) -> None:
     """Each source is opened as `run` opens it (URI, receiver ids); then what only the machine
     can say: does the serial port or the Bluetooth adapter exist."""
     from drivers.registry import open_source
@@ -149,9 +149,10 @@ def _check_sources(r: Report, sources: tuple[str, ...], layout: Layout) -> None:
     from positioning.tags import TagResolver
 
     ctx = SourceContext(layout, Clock().mono, TagResolver())
-    for uri in sources:
+    for spec in sources:
+        uri = spec.uri
         try:
-            src = open_source(uri, ctx)
+            src = open_source(spec, ctx)
         except ShelfgateError as e:
             r.fail(f"source {e}")
             continue

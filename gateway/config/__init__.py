@@ -186,6 +186,9 @@ def _check_files(cfg: GatewayConfig, problems: Problems) -> None:
         "mqtt.password_file": m.password_file,
         "privacy.secret_file": cfg.privacy.secret_file,
     }
+    for i, src in enumerate(cfg.sources):
+        for name in ("ca_file", "cert_file", "key_file", "password_file"):
+            files[f"sources[{i}].{name}"] = getattr(src, name)
     for key, f in files.items():
         if f is not None and not Path(f).is_file():
             problems.add(key, f"file {f} does not exist")
