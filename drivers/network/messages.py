@@ -78,7 +78,7 @@ def decode_theengs(obj: Any) -> Heard:
     if raw is not None:
         mfg = _manufacturer(raw)
     sd, sd_uuid = obj.get("servicedata"), obj.get("servicedatauuid")
-    if sd is not None:
+    if sd is not None and sd_uuid is not None:  # older OpenMQTTGateway sends no uuid: unusable
         svc = {_service_uuid(sd_uuid): _hex(sd, "servicedata")}
     if not mfg and not svc and obj.get("model_id") == "IBEACON":
         mfg = _decoded_ibeacon(obj)
@@ -121,6 +121,8 @@ def espresense_frames(ident: str, power: int) -> tuple[Mapping[int, bytes], Mapp
     if m is not None:
         namespace = _eddystone(m.group(1))
         return {}, {EDDYSTONE_UUID: eddystone_uid_payload(namespace, m.group(2), power)}
+    if ident.startswith(("iBeacon:", "altBeacon:", "eddy:")):
+        raise Malformed(f"id {ident[:80]!r}: not the firmware's beacon id layout")
     return {}, {}
 
 
