@@ -18,6 +18,7 @@ from dataclasses import dataclass, fields
 log = logging.getLogger(__name__)
 
 MAX_UNKNOWN = 256
+LOG_UNKNOWN = 10  # strangers named in the log; the rest are counted
 OTHER = "<other>"
 
 
@@ -66,7 +67,7 @@ class ReceiverGuard:
         max_bytes: int = 4096,
         rate: float = 1000.0,
         burst: float = 2000.0,
-        dedupe_s: float = 0.02,
+        dedupe_s: float = 0.05,
     ) -> None:
         self.source = source
         self.max_bytes = max_bytes
@@ -127,6 +128,10 @@ class ReceiverGuard:
             self.unknown[OTHER] = self.unknown.get(OTHER, 0) + 1
             return
         self.unknown[rx] = 1
+        if len(self.unknown) > LOG_UNKNOWN:
+            if len(self.unknown) == LOG_UNKNOWN + 1:
+                log.warning("%s: more receivers not in the layout (counted)", self.source)
+            return
         log.warning(
             "%s: receiver %r is not in the layout: its messages are not used "
             "(name the node after a receiver id of the layout, or add it there)",

@@ -11,7 +11,7 @@
 `mqtts://` and credentials as in `[mqtt]` (`username`, `password_file`, `ca_file`, ...).
 URI parameters: `rx=<id>` (every message is that receiver's: a topic filter without `+`),
 `rate=` messages/s per receiver (1000) with `burst=` (2000), `max_bytes=` per message (4096),
-`dedupe_ms=` (20), `max_late_s=` (2), `speed=` (1; N runs the receivers' time N times faster
+`dedupe_ms=` (50), `max_late_s=` (2), `speed=` (1; N runs the receivers' time N times faster
 than the wall clock, for replaying a recorded store at N x over a broker, as `sim:` does).
 
 Time: these nodes send no timestamp one could trust (OpenMQTTGateway's `time` is seconds since
@@ -72,7 +72,7 @@ class NetworkSource:
             max_bytes=uri.integer("max_bytes", 4096),
             rate=uri.number("rate", 1000.0),
             burst=uri.number("burst", 2000.0),
-            dedupe_s=uri.number("dedupe_ms", 20.0) / 1000.0,
+            dedupe_s=uri.number("dedupe_ms", 50.0) / 1000.0,
         )
         self._mono = ctx.mono
         self._inbox = Inbox(INBOX_LIMIT)
