@@ -34,16 +34,23 @@ def theengs_message(line: dict[str, Any], prefix: str = "home") -> tuple[str, by
     return topic, orjson.dumps(msg)
 
 
-def client(port: int, client_id: str) -> mqtt.Client:
+def client(port: int, client_id: str, threaded: bool = True) -> mqtt.Client:
+    """A connected paho client; `threaded=False`: no network thread, `publish` writes to the
+    socket itself (QoS 0 needs nothing back; keepalive long enough for a test)."""
     c = mqtt.Client(
         callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
         client_id=client_id,
         protocol=mqtt.MQTTv311,
     )
     c.max_queued_messages_set(0)
-    c.connect("127.0.0.1", port, 30)
-    c.loop_start()
+    c.connect("127.0.0.1", port, 300)
     deadline = time.monotonic() + 5
+    if not threaded:
+        while not c.is_connected():
+            c.loop(0.05)
+            assert time.monotonic() < deadline, "publisher could not connect"
+        return c
+    c.loop_start()
     while not c.is_connected():
         assert time.monotonic() < deadline, "publisher could not connect"
         time.sleep(0.01)
@@ -51,14 +58,17 @@ def client(port: int, client_id: str) -> mqtt.Client:
 
 
 class TracePublisher:
-    """Plays `trace` as Theengs messages at `speed` x its own time, one client per receiver.
-    `started_wall` is the wall time of the first message (the daemon's time origin)."""
+    """Plays `trace` as Theengs messages at `speed` x its own time, one MQTT connection per
+    receiver (a node each), written from one thread (no paho network threads competing for
+    the GIL with the pacing). `started_wall` is the wall time of the first message."""
 
     def __init__(self, port: int, trace: Path, speed: float, prefix: str = "home") -> None:
-        self.lines = [orjson.loads(x) for x in trace.read_bytes().splitlines() if x.strip()]
+        lines = [orjson.loads(x) for x in trace.read_bytes().splitlines() if x.strip()]
+        t0 = lines[0]["t"]
+        self.messages = [
+            ((x["t"] - t0) / speed, x["rx"], *theengs_message(x, prefix)) for x in lines
+        ]
         self.port = port
-        self.speed = speed
-        self.prefix = prefix
         self.clients: dict[str, mqtt.Client] = {}
         self.started_wall = 0.0
         self.max_lag_s = 0.0  # how far behind its schedule the publisher fell (wall s)
@@ -67,30 +77,27 @@ class TracePublisher:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def start(self) -> TracePublisher:
-        for rx in sorted({x["rx"] for x in self.lines}):
-            self.clients[rx] = client(self.port, f"node-{rx}")
+        for rx in sorted({m[1] for m in self.messages}):
+            self.clients[rx] = client(self.port, f"node-{rx}", threaded=False)
         self._thread.start()
         return self
 
     def _run(self) -> None:
-        t0 = self.lines[0]["t"]
         start = time.monotonic()
         self.started_wall = time.time()
-        for line in self.lines:
-            due = start + (line["t"] - t0) / self.speed
-            now = time.monotonic()
-            if due > now:
-                time.sleep(due - now)
-            else:
-                self.max_lag_s = max(self.max_lag_s, now - due)
-            topic, payload = theengs_message(line, self.prefix)
-            self.clients[line["rx"]].publish(topic, payload, qos=0)
+        clients = self.clients
+        for at, rx, topic, payload in self.messages:
+            now = time.monotonic() - start
+            if at > now + 0.0005:
+                time.sleep(at - now)
+            elif now - at > self.max_lag_s:
+                self.max_lag_s = now - at
+            clients[rx].publish(topic, payload, qos=0)
             self.sent += 1
         self.done.set()
 
     def stop(self) -> None:
         for c in self.clients.values():
-            c.loop_stop()
             c.disconnect()
 
 
