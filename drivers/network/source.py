@@ -45,7 +45,8 @@ log = logging.getLogger(__name__)
 
 INBOX_LIMIT = 50_000  # advertisements waiting for the loop (~10 s of a busy store)
 ALIVE_S = 30.0  # while connected, an empty batch this often: the source is alive (watchdog)
-REPORT_S = 60.0  # drop counters are summarised in the log at most this often
+REPORT_S = 60.0
+COALESCE_S = 0.02  # advertisements are handed to the pipeline at most this often  # drop counters are summarised in the log at most this often
 
 
 class NetworkSource:
@@ -150,7 +151,8 @@ class NetworkSource:
                     if self.connected:
                         yield []  # connected, the receivers quiet: alive
                     continue
-                ready.clear()
+                await asyncio.sleep(COALESCE_S)  # let a batch gather: one pipeline step per
+                ready.clear()  # batch costs a few array operations, whatever its size
                 batch = self._fresh(self._inbox.take())
                 now = self._mono()
                 if now >= next_report:
