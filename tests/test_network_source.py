@@ -223,3 +223,56 @@ def test_espresense_rooms_are_receivers_and_sub_reports_are_ignored(broker: Brok
     }
     assert src.ignored == 1 and src.guard.unknown == {"office": 1}
     pub.disconnect()
+
+
+def test_sources_take_topic_and_broker_credentials_and_say_what_is_wrong(tmp_path: Path) -> None:
+    from gateway.config import ConfigError, load_config
+
+    pw = tmp_path / "pw"
+    pw.write_text("s3cret\n")
+    good = tmp_path / "good.toml"
+    good.write_text(f"""
+[[sources]]
+uri = "espresense:mqtts://broker.example.com:8883"
+topic = "espresense/devices/#"
+username = "gateway"
+password_file = "{pw}"
+""")
+    spec = load_config(good).sources[0]
+    assert (spec.topic, spec.username, spec.password_file) == (
+        "espresense/devices/#",
+        "gateway",
+        str(pw),
+    )
+    layout = load_layout(str(ROOT / "config" / "layout.toml"))
+    src = open_source(spec, SourceContext(layout, time.monotonic, TagResolver()))
+    assert isinstance(src, NetworkSource)
+    assert (src.settings.tls, src.settings.password, src.topic) == (
+        True,
+        "s3cret",
+        "espresense/devices/#",
+    )
+    bad = tmp_path / "bad.toml"
+    bad.write_text("""
+[[sources]]
+uri = "theengs:mqtt://127.0.0.1:1883"
+topik = "home/+/BTtoMQTT/#"
+ca_file = "/nonexistent/ca.pem"
+""")
+    with pytest.raises(ConfigError) as e:
+        load_config(bad)
+    lines = e.value.lines
+    assert any(":4: sources[0].topik: unknown key" in x for x in lines), lines
+    assert any(
+        ":5: sources[0].ca_file: file /nonexistent/ca.pem does not exist" in x for x in lines
+    ), lines
+    with pytest.raises(Exception, match="plaintext"):
+        open_source(
+            PlainSpec("theengs:mqtt://10.0.0.5:1883"),
+            SourceContext(layout, time.monotonic, TagResolver()),
+        )
+    with pytest.raises(Exception, match="expected a \\+ level"):
+        open_source(
+            PlainSpec("theengs:mqtt://127.0.0.1:1883", topic="home/node1/BTtoMQTT/#"),
+            SourceContext(layout, time.monotonic, TagResolver()),
+        )
