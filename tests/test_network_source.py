@@ -276,3 +276,68 @@ ca_file = "/nonexistent/ca.pem"
             PlainSpec("theengs:mqtt://127.0.0.1:1883", topic="home/node1/BTtoMQTT/#"),
             SourceContext(layout, time.monotonic, TagResolver()),
         )
+
+
+def test_check_listens_and_names_heard_silent_and_unknown_receivers(
+    broker: Broker, tmp_path: Path
+) -> None:
+    import subprocess
+
+    from .conftest import shelfgate
+    from .mqtt_helpers import env
+
+    cfg = tmp_path / "gateway.toml"
+    cfg.write_text(f"""
+[gateway]
+layout = "{ROOT / "config" / "layout.toml"}"
+data_dir = "{tmp_path / "data"}"
+[mqtt]
+broker = "{broker.url}"
+[[sources]]
+uri = "theengs:mqtt://127.0.0.1:{broker.port}"
+topic = "home/+/BTtoMQTT/#"
+""")
+    pub = client(broker.port, "nodes")
+    stop = threading.Event()
+
+    def nodes() -> None:
+        i = 0
+        while not stop.wait(0.05):
+            pub.publish(*theengs_message(line("rx01", i)))
+            pub.publish(*theengs_message(line("kitchen", i)))
+            pub.publish("home/rx02/BTtoMQTT/X", b"{broken %d" % i)
+            i += 1
+
+    t = threading.Thread(target=nodes)
+    t.start()
+    try:
+        res = subprocess.run(
+            shelfgate("check", "--config", str(cfg)),
+            capture_output=True,
+            text=True,
+            env=env(),
+            timeout=60,
+        )
+    finally:
+        stop.set()
+        t.join()
+        pub.disconnect()
+    out = res.stdout
+    assert "receiver(s) heard in 5 s (rx01 " in out, out
+    assert "silent on home/+/BTtoMQTT/#: rx02, rx03" in out, out
+    assert "nodes not in the layout (not used): kitchen (" in out, out
+    assert "receiver rx02 dropped " in out and " malformed" in out, out
+    # and a broker that is not there is a failure in plain words
+    cfg.write_text(
+        cfg.read_text().replace(f'127.0.0.1:{broker.port}"\ntopic', '127.0.0.1:1"\ntopic')
+    )
+    res = subprocess.run(
+        shelfgate("check", "--config", str(cfg)),
+        capture_output=True,
+        text=True,
+        env=env(),
+        timeout=60,
+    )
+    assert res.returncode == 1 and "no connection to the broker 127.0.0.1:1" in res.stdout, (
+        res.stdout
+    )

@@ -161,8 +161,24 @@ def _check_sources(r: Report, sources: tuple[SourceConfig, ...], layout: Layout)
             r.fail(f"source {uri}: {missing}")
         elif uri.startswith("sim:"):
             r.warn(f"source {uri}: a simulated store, not real receivers")
+        elif getattr(src, "guard", None) is not None:  # networked receivers: listen a while
+            _check_networked(r, src)
         else:
             r.ok(f"source {src.name}")
+
+
+LISTEN_S = 5.0
+
+
+def _check_networked(r: Report, src: Any) -> None:
+    """Subscribes as `run` would and says which receivers were heard, silent or unknown."""
+    import asyncio
+
+    from drivers.network.health import findings, listen
+
+    asyncio.run(listen(src, LISTEN_S))
+    for level, msg in findings(src, LISTEN_S):
+        {"ok": r.ok, "warn": r.warn, "fail": r.fail}[level](msg)
 
 
 def _missing_device(uri: str) -> str | None:
