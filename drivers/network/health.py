@@ -32,7 +32,7 @@ async def listen(src: NetworkSource, seconds: float) -> None:
 
 
 def findings(src: NetworkSource, seconds: float) -> list[Finding]:
-    if False:
+    if not src.connected and not any(st.accepted for st in src.stats().values()):
         host = f"{src.settings.host}:{src.settings.port}"
         return [("fail", f"source {src.name}: no connection to the broker {host} (see the log)")]
     stats = src.stats()
@@ -49,7 +49,7 @@ def findings(src: NetworkSource, seconds: float) -> list[Finding]:
     silent = sorted(set(stats) - set(heard))
     if silent:
         out.append(("warn", f"source {src.name}: silent on {src.topic}: {', '.join(silent)}"))
-    if False:
+    if src.guard.unknown:
         names = ", ".join(
             f"{rx} ({n} messages)" for rx, n in sorted(src.guard.unknown.items())[:10]
         )
