@@ -186,3 +186,29 @@ def test_any_json_gives_a_reading_or_malformed(obj: Any) -> None:
             continue
         assert -127 <= heard.rssi <= 20
         TagResolver().resolve(heard.mfg, heard.svc, heard.address)
+
+
+def test_a_node_named_like_a_local_radio_is_not_counted_twice(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import time
+
+    from drivers.network.source import NetworkSource
+    from drivers.registry import open_sources
+    from drivers.source import PlainSpec, SourceContext
+    from gateway.layoutfile import load_layout
+
+    from .conftest import ROOT
+
+    layout = load_layout(str(ROOT / "config" / "layout.toml"))
+    ctx = SourceContext(layout, time.monotonic, TagResolver())
+    radio = "serial:loop://?protocol=bgapi&rx=rx01"  # pyserial's loopback: nothing opened
+    srcs = open_sources([radio, PlainSpec("theengs:mqtt://127.0.0.1:1883")], ctx)
+    net = srcs[1]
+    assert isinstance(net, NetworkSource)
+    assert net.guard.taken == {"rx01": radio}
+    for _ in range(3):
+        assert net.guard.admit("rx01", b"{}", 0.0) is None
+    assert net.guard.admit("rx02", b"{}", 0.0) is not None
+    assert net.guard.shadowed == {"rx01": 3}
+    assert sum("fed by serial:loop" in r.getMessage() for r in caplog.records) == 1

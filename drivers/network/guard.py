@@ -78,12 +78,30 @@ class ReceiverGuard:
         self.unknown: dict[str, int] = {}  # receiver id not in the layout -> messages
         self._buckets: dict[str, _Bucket] = {}
         self._malformed_logged: set[str] = set()
+        self.taken: dict[str, str] = {}  # receiver id -> the local radio that feeds it
+        self.shadowed: dict[str, int] = {}  # its networked messages, not used (counted)
+
+    def exclude(self, fed: dict[str, str]) -> None:
+        """Receivers a local radio feeds: a node publishing under the same id would count every
+        advertisement twice, so its messages are reported once and counted, not used."""
+        self.taken = {rx: by for rx, by in fed.items() if rx in self.stats}
 
     def admit(self, rx: str, payload: bytes, now: float, dup: bool = False) -> ReceiverStats | None:
         """The receiver's counters if its message may be decoded, else None (counted)."""
         st = self.stats.get(rx)
         if st is None:
             self._unknown(rx)
+            return None
+        if rx in self.taken:
+            n = self.shadowed.get(rx, 0)
+            self.shadowed[rx] = n + 1
+            if n == 0:
+                log.warning(
+                    "%s: receiver %s is fed by %s already: its networked messages are not used",
+                    self.source,
+                    rx,
+                    self.taken[rx],
+                )
             return None
         if len(payload) > self.max_bytes:
             st.oversized += 1

@@ -102,6 +102,10 @@ class NetworkSource:
     def stats(self) -> dict[str, ReceiverStats]:
         return self.guard.stats
 
+    def exclude(self, fed: dict[str, str]) -> None:
+        """Receivers that local radios feed (see `ReceiverGuard.exclude`)."""
+        self.guard.exclude(fed)
+
     def decode(self, obj: Any) -> Heard:
         raise NotImplementedError
 
