@@ -55,4 +55,8 @@ def open_sources(
                 raise InputError(uri, "rx", f"receiver {rx} is already fed by {fed[rx]}")
             fed[rx] = uri
         out.append(src)
+    for src in out:  # sources of many receivers (networked nodes) leave the radios' ids alone
+        exclude = getattr(src, "exclude", None)
+        if exclude is not None:
+            exclude(fed)
     return out
