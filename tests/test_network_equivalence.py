@@ -33,6 +33,7 @@ LAYOUT = ROOT / "config" / "layout.toml"  # 12 receivers, one per shelf zone
 SPEED = 10.0
 TOLERANCE_S = 2.0
 SHARE_WITHIN = 0.75
+MAX_LAG_S = 0.25  # nodes this far behind their schedule cannot show 2 s (2.5 s of store time)
 
 
 def write_config(d: Path, port: int, query: str = "") -> Path:
@@ -126,22 +127,10 @@ def wait_for_line(proc: subprocess.Popen[bytes], needle: str, timeout: float) ->
     return seen
 
 
-def test_replay_and_networked_receivers_give_the_same_dwells(
-    store: tuple[Path, Broker],
-) -> None:
-    d, broker = store
-    trace = d / "trace.jsonl"
-    subprocess.run(
-        shelfgate("simulate", "--layout", str(LAYOUT), "--shoppers", "8", "--devices", "4",
-                  "--duration", "400", "--seed", "5", "--trace", str(trace),
-                  "--truth", str(d / "truth.jsonl")),
-        check=True, cwd=ROOT, capture_output=True,
-    )  # fmt: skip
+def networked(d: Path, broker: Broker, trace: Path) -> tuple[list[Dwell], TracePublisher]:
+    """The trace through 12 Theengs nodes, mosquitto and `shelfgate run`: its dwells."""
     cfg = write_config(d, broker.port)
-    t0 = orjson.loads(trace.read_bytes().split(b"\n", 1)[0])["t"]
-    expected = dwells(replayed(d, trace, cfg), t0)
-    assert len(expected) >= 8
-    consumer = Consumer(broker.port, "shelfgate/+/+/gw-net/events").start()
+    consumer = Consumer(broker.port, "shelfgate/+/+/gw-net/events", f"backend-{d.name}").start()
     proc = subprocess.Popen(
         shelfgate("run", "--config", str(cfg)), cwd=ROOT, env=env(), stderr=subprocess.PIPE
     )
@@ -151,7 +140,7 @@ def test_replay_and_networked_receivers_give_the_same_dwells(
     assert publisher.done.wait(400 / SPEED + 60)
     # the last node's last message has passed the broker when its marker comes back to us
     marker = threading.Event()
-    probe = client(broker.port, "probe")  # threaded: it receives
+    probe = client(broker.port, f"probe-{d.name}")  # threaded: it receives
     probe.on_message = lambda c, u, m: marker.set()
     probe.subscribe("home/rx12/marker")
     time.sleep(0.2)  # the SUBACK
@@ -168,14 +157,44 @@ def test_replay_and_networked_receivers_give_the_same_dwells(
         cwd=ROOT, env=env(), capture_output=True, timeout=60,
     )  # fmt: skip
     assert again.returncode == 0, again.stderr.decode()[-3000:]
-    deadline = time.monotonic() + 15
-    while len(dwells(consumer.events, 0.0)) < len(expected) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    status = subprocess.run(
+        shelfgate("status", "--data-dir", str(d / "data"), "--json"),
+        cwd=ROOT, capture_output=True, check=True,
+    )  # fmt: skip
+    acked = orjson.loads(status.stdout)["last_acked_seq"]  # every event, acknowledged
+    assert consumer.wait_for(acked, timeout=15)
     publisher.stop()
     probe.disconnect()
     consumer.stop()
+    return dwells(consumer.events, publisher.started_wall), publisher
 
-    got = dwells(consumer.events, publisher.started_wall)
+
+def test_replay_and_networked_receivers_give_the_same_dwells(
+    store: tuple[Path, Broker],
+) -> None:
+    d, broker = store
+    trace = d / "trace.jsonl"
+    subprocess.run(
+        shelfgate("simulate", "--layout", str(LAYOUT), "--shoppers", "8", "--devices", "4",
+                  "--duration", "400", "--seed", "5", "--trace", str(trace),
+                  "--truth", str(d / "truth.jsonl")),
+        check=True, cwd=ROOT, capture_output=True,
+    )  # fmt: skip
+    t0 = orjson.loads(trace.read_bytes().split(b"\n", 1)[0])["t"]
+    expected = dwells(replayed(d, trace, write_config(d, broker.port)), t0)
+    assert len(expected) >= 8
+    for attempt in (1, 2):
+        (d / f"run{attempt}").mkdir()
+        got, publisher = networked(d / f"run{attempt}", broker, trace)
+        if publisher.max_lag_s <= MAX_LAG_S:
+            break
+        print(f"attempt {attempt}: the nodes fell {publisher.max_lag_s * 1000:.0f} ms behind")
+    else:
+        pytest.skip(
+            f"this machine could not play the trace at {SPEED:g} x: the nodes fell "
+            f"{publisher.max_lag_s * 1000:.0f} ms behind (over {MAX_LAG_S * SPEED:g} s of store time)"
+        )
+
     dev = matched(expected, got)
     close = [i for i in range(len(expected)) if within(dev.get(i))]
     print(f"publisher fell behind by at most {publisher.max_lag_s * 1000:.0f} ms; "
