@@ -23,7 +23,7 @@ import signal
 from typing import TYPE_CHECKING, Any
 
 from drivers.registry import open_sources
-from drivers.source import SourceContext
+from drivers.source import SourceContext, SourceSpec
 from positioning.layout import Layout
 from positioning.pathloss import RadioModel
 
@@ -62,7 +62,7 @@ class Gateway:
         cfg: GatewayConfig,
         layout: Layout,
         model: RadioModel | None,
-        sources: tuple[str, ...],
+        sources: tuple[str | SourceSpec, ...],
         clock: Clock | None = None,
         exit_when_drained: bool = False,
     ) -> None:
@@ -275,7 +275,7 @@ def run_gateway(
     cfg: GatewayConfig,
     layout: Layout,
     model: RadioModel | None,
-    sources: tuple[str, ...],
+    sources: tuple[str | SourceSpec, ...],
     exit_when_drained: bool = False,
     clock: Clock | None = None,
 ) -> int:
