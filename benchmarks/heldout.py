@@ -91,7 +91,9 @@ def run_one(
     make: SimFactory, layout: Layout, seed: int, shoppers: int, duration: float
 ) -> RunScore:
     model = calibrate_quick(make, seed)
-    sim = make(SimParams(shoppers=shoppers, devices=2 * shoppers, seed=seed, horizon_s=duration + 600))
+    sim = make(
+        SimParams(shoppers=shoppers, devices=2 * shoppers, seed=seed, horizon_s=duration + 600)
+    )
     trackers = [
         ZoneTracker(layout, model, TrackerParams(), True, method) for method in ("model", "nearest")
     ]
@@ -99,7 +101,9 @@ def run_one(
     truth = sim.truth(0.0, duration)
     out = []
     for tr in trackers:
-        dwells = [ZoneSegment(e.tag, e.zone, e.start, e.end) for e in tr.events if e.kind == "dwell"]
+        dwells = [
+            ZoneSegment(e.tag, e.zone, e.start, e.end) for e in tr.events if e.kind == "dwell"
+        ]
         s0 = score(truth, dwells, MIN_DWELL_S, tr.segments, collar=0.0)
         s2 = score(truth, dwells, MIN_DWELL_S, tr.segments, collar=2.0)
         out.append((s0.f1, s0.zone_accuracy or 0.0, s2.zone_accuracy or 0.0))
@@ -141,7 +145,10 @@ def main() -> None:
                     f"{r.acc_collar:6.3f} | {r.base_f1:7.3f} {r.base_acc:8.3f}",
                     flush=True,
                 )
-            m = [statistics.mean(getattr(r, f) for r in rows) for f in ("f1", "acc", "acc_collar", "base_f1", "base_acc")]
+            m = [
+                statistics.mean(getattr(r, f) for r in rows)
+                for f in ("f1", "acc", "acc_collar", "base_f1", "base_acc")
+            ]
             print(
                 f"{physics:9} {kind + ' mean':18} {'':>4} | {m[0]:5.3f} {m[1]:5.3f} {m[2]:6.3f} | "
                 f"{m[3]:7.3f} {m[4]:8.3f}",

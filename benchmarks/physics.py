@@ -49,7 +49,15 @@ class HeldOutStore(StoreSimulation):
     def __init__(self, store: GeneratedStore, params: SimParams) -> None:
         self.store = store
         self._goods = np.array(
-            [[min(p[0] for p in g), min(p[1] for p in g), max(p[0] for p in g), max(p[1] for p in g)] for g in store.goods]
+            [
+                [
+                    min(p[0] for p in g),
+                    min(p[1] for p in g),
+                    max(p[0] for p in g),
+                    max(p[1] for p in g),
+                ]
+                for g in store.goods
+            ]
         ).reshape(-1, 4)
         super().__init__(store.layout, replace(params, radio=HELD_OUT_RADIO))
 
@@ -87,7 +95,9 @@ class HeldOutStore(StoreSimulation):
         dz = rx[None, :, 2] - TAG_HEIGHT
         length = np.sqrt(dx * dx + dy * dy + dz * dz)
         # the path is below the goods' top up to this share of its length
-        below = np.where(dz > 0, np.clip((GOODS_HEIGHT - TAG_HEIGHT) / np.maximum(dz, 1e-9), 0, 1), 1.0)
+        below = np.where(
+            dz > 0, np.clip((GOODS_HEIGHT - TAG_HEIGHT) / np.maximum(dz, 1e-9), 0, 1), 1.0
+        )
         total = np.zeros_like(length)
         with np.errstate(divide="ignore", invalid="ignore"):
             for x0, y0, x1, y1 in self._goods:
@@ -109,7 +119,7 @@ def quick_walk(
     sim: StoreSimulation, rng: np.random.Generator, stand_s: float = 40.0
 ) -> tuple[str, list[Stand]]:
     """One stand per zone, at a random spot of its inner part; labels name the zone only."""
-    spots = []
+    spots: list[tuple[float, float, str | None]] = []
     for zi, z in enumerate(sim.layout.zones):
         cx, cy = z.centroid
         pts = np.asarray(z.polygon, dtype=float)

@@ -82,7 +82,9 @@ def _aisles(name: str, rng: np.random.Generator, sparse: bool) -> GeneratedStore
         x0 = shelf_w / 2 + a * pitch
         for k in range(per_aisle):
             y0 = cross + k * (zone_len + cross)
-            zones.append(Zone(f"z{a}{k}", f"aisle {a} part {k}", _rect(x0, y0, x0 + aisle_w, y0 + zone_len)))
+            zones.append(
+                Zone(f"z{a}{k}", f"aisle {a} part {k}", _rect(x0, y0, x0 + aisle_w, y0 + zone_len))
+            )
             centres.append((x0 + aisle_w / 2, y0 + zone_len / 2))
             shelves.append(_rect(x0 + aisle_w, y0 - 0.5, x0 + pitch, y0 + zone_len + 0.5))
     for k in range(per_aisle):
@@ -93,7 +95,9 @@ def _aisles(name: str, rng: np.random.Generator, sparse: bool) -> GeneratedStore
         centres = [c for i, c in enumerate(centres) if (i // per_aisle + i % per_aisle) % 2 == 0]
     heights = _heights(rng, len(centres))
     receivers = tuple(
-        Receiver(f"rx{i:02d}", float(x + rng.uniform(-0.8, 0.8)), float(y + rng.uniform(-1.5, 1.5)), h)
+        Receiver(
+            f"rx{i:02d}", float(x + rng.uniform(-0.8, 0.8)), float(y + rng.uniform(-1.5, 1.5)), h
+        )
         for i, ((x, y), h) in enumerate(zip(centres, heights, strict=True))
     )
     cross_y = tuple(cross / 2 + k * (zone_len + cross) for k in range(per_aisle + 1))
@@ -113,10 +117,18 @@ def _hall(name: str, rng: np.random.Generator) -> GeneratedStore:
         for j in range(ny):
             cx, cy = 1.0 + (i + 0.5) * cell_w, 1.0 + (j + 0.5) * cell_d
             zw, zd = cell_w * 0.6, cell_d * 0.6
-            zones.append(Zone(f"i{i}{j}", f"island {i},{j}", _rect(cx - zw / 2, cy - zd / 2, cx + zw / 2, cy + zd / 2)))
+            zones.append(
+                Zone(
+                    f"i{i}{j}",
+                    f"island {i},{j}",
+                    _rect(cx - zw / 2, cy - zd / 2, cx + zw / 2, cy + zd / 2),
+                )
+            )
             # the display itself: off-centre in its zone, shoppers stand around it
             ox, oy = rng.uniform(-0.5, 0.5, 2)
-            goods.append(_rect(cx + ox - zw / 5, cy + oy - zd / 6, cx + ox + zw / 5, cy + oy + zd / 6))
+            goods.append(
+                _rect(cx + ox - zw / 5, cy + oy - zd / 6, cx + ox + zw / 5, cy + oy + zd / 6)
+            )
     n_rx = len(zones)
     gx, gy = int(np.ceil(np.sqrt(n_rx * width / depth))), 0
     gy = int(np.ceil(n_rx / gx))
