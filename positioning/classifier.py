@@ -35,8 +35,12 @@ BoolArray = npt.NDArray[np.bool_]
 
 @dataclass(frozen=True, slots=True)
 class ClassifierParams:
-    grid_step: float = 0.5
-    max_points: int = 800  # accuracy is flat from 600 to 2500 points; cost is not
+    grid_step: float = 0.8
+    max_points: int = 40_000  # a memory cap (~10 MB per receiver array), not a cost one
+    candidate_radius_m: float = (
+        12.0  # a decision scores the floor this close to its loudest receiver
+    )
+    local_headroom_db: float = -25.0  # receivers that could hear some candidate point this well
     min_points_per_zone: int = 16
     evidence_weight: float = 1.0
     switch_rate_per_s: float = 0.3
@@ -82,11 +86,11 @@ class ZoneClassifier:
         sig = np.sqrt(base[None, :] ** 2 + (p.extra_sigma_db * share) ** 2)  # points x receivers
         self.inv_var = 1.0 / (sig * sig)
         self.sigma = sig
-        # receivers x points, for the censored term
-        self._inv_sigma = np.ascontiguousarray(1.0 / sig.T)
-        self._headroom = np.ascontiguousarray((self.pred - model.sensitivity_dbm).T)
+        # points x receivers, for the censored term
+        self._inv_sigma = 1.0 / sig
+        self._headroom = self.pred - model.sensitivity_dbm
         ivp = self.inv_var * self.pred
-        self._wt = np.ascontiguousarray(np.hstack([self.inv_var, ivp, ivp * self.pred]).T)
+        self._wt = np.stack([self.inv_var, ivp, ivp * self.pred], axis=2)  # points x rx x 3
         self.sens = model.sensitivity_dbm
         self.shrink = 1.0 / (model.device_sigma_db**2)
         # the baseline's map: receiver -> the zone it hangs over (else the class "no zone")
@@ -107,8 +111,29 @@ class ZoneClassifier:
         prior[-1] = p.aisle_prior if class_w[-1] > 0 else 0.0
         with np.errstate(divide="ignore"):
             self._log_prior = np.log(prior)
-        # which candidate classes exist at all (a zone too small to hold a grid point still has one)
-        self._present = np.bincount(self.cls, minlength=self.n_classes) > 0
+        self._rx_offset = np.array([model.for_receiver(r.id).offset_db for r in layout.receivers])
+        self._areas = [self._area_of(a, rx, p) for a in range(len(layout.receivers))]
+
+    def _area_of(self, a: int, rx: FloatArray, p: ClassifierParams) -> _Area:
+        """The candidate points near receiver `a` and the receivers that matter there."""
+        d = np.hypot(self.xs - rx[a, 0], self.ys - rx[a, 1])
+        idx = np.flatnonzero(d <= p.candidate_radius_m)
+        if len(idx) == 0:
+            idx = np.argsort(d)[:1]
+        local = np.flatnonzero(self._headroom[idx].max(axis=0) > p.local_headroom_db)
+        local = np.union1d(local, [a])
+        cls = self.cls[idx]
+        present = np.unique(cls)
+        return _Area(
+            idx,
+            local,
+            present,
+            np.searchsorted(cls, present),
+            np.ascontiguousarray(self._wt[idx][:, local].reshape(len(idx), -1).T),
+            np.ascontiguousarray(self._headroom[idx][:, local].T),
+            np.ascontiguousarray(self._inv_sigma[idx][:, local].T),
+            self.logw[idx],
+        )
 
     def log_likelihood(self, heard: list[int], levels: list[float]) -> FloatArray:
         """Per-class log-likelihood of `levels` (dBm) at receivers `heard` (indices)."""
@@ -135,44 +160,68 @@ class ZoneClassifier:
         return out
 
     def _model(self, heard: BoolArray, levels: FloatArray) -> FloatArray:
-        """For each point, with residuals d = z - pred over the heard receivers and weights iv:
+        """Decisions grouped by their loudest receiver; each group scores only that receiver's
+        candidate area (`_Area`) with its local receivers, so the cost of a decision depends on
+        the density of points and receivers, not on the floor's size."""
+        out = np.full((len(levels), self.n_classes), -np.inf)
+        # the anchor: the receiver the tag is nearest to by the model (level above its gain)
+        anchor = np.where(heard, levels - self._rx_offset, -np.inf).argmax(axis=1)
+        order = np.argsort(anchor, kind="stable")
+        bounds = np.flatnonzero(np.diff(anchor[order], prepend=-1, append=-2))
+        for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+            rows = order[lo:hi]
+            area = self._areas[int(anchor[rows[0]])]
+            h = heard[rows][:, area.local]
+            out[np.ix_(rows, area.present)] = self._score(area, h, levels[rows][:, area.local])
+        return out
+
+    def _score(self, area: _Area, heard: BoolArray, levels: FloatArray) -> FloatArray:
+        """Per class present in `area`, the log-likelihood of each decision. For each point, with
+        residuals d = z - pred over the heard receivers and weights iv:
         offset = sum(iv d) / (sum(iv) + 1/device_var), and the Gaussian term
         sum(iv (d - offset)^2) = sum(iv d^2) - 2 offset sum(iv d) + offset^2 sum(iv).
-        The three sums expand into one matrix product of precomputed [iv | iv*pred | iv*pred^2]
-        with the decisions' [mask, z, z^2] columns, so a batch of decisions costs one BLAS call
-        and a few array passes, not points x receivers temporaries per decision.
+        The three sums expand into one matrix product of precomputed [iv, iv*pred, iv*pred^2]
+        with the decisions' [mask, z, z^2] columns: one BLAS call per group of decisions.
         """
         n_dec, n_rx = heard.shape
-        m = heard.astype(float)  # decisions x receivers
+        m = heard.astype(float)
         z = np.where(heard, levels, 0.0)
-        v = np.zeros((3, n_dec, 3 * n_rx))
-        v[0, :, :n_rx] = m
-        v[1, :, :n_rx] = z
-        v[1, :, n_rx : 2 * n_rx] = -m
-        v[2, :, :n_rx] = z * z
-        v[2, :, n_rx : 2 * n_rx] = -2.0 * z
-        v[2, :, 2 * n_rx :] = m
-        # decisions x points, each: sum iv, sum iv d, sum iv d^2
-        c, a, b = (v.reshape(3 * n_dec, 3 * n_rx) @ self._wt).reshape(3, n_dec, len(self.xs))
+        v = np.zeros((3, n_dec, n_rx, 3))
+        v[0, :, :, 0] = m
+        v[1, :, :, 0] = z
+        v[1, :, :, 1] = -m
+        v[2, :, :, 0] = z * z
+        v[2, :, :, 1] = -2.0 * z
+        v[2, :, :, 2] = m
+        n_pts = len(area.idx)
+        c, a, b = (v.reshape(3 * n_dec, 3 * n_rx) @ area.wt).reshape(3, n_dec, n_pts)
         delta = a / (c + self.shrink)
-        # -0.5 (b - 2 delta a + delta^2 c) - 0.5 shrink delta^2, and delta (c + shrink) = a
         ll = -0.5 * (b - delta * a)
-        # receivers that do not hear the tag where the model says they should (censored):
-        # all (decision, receiver) pairs at once, summed per decision
+        # receivers that do not hear the tag where the model says they should (censored)
         dec, rxu = np.nonzero(~heard)
         if len(dec):
-            ex = (delta[dec] + self._headroom[rxu]) * self._inv_sigma[rxu]
+            ex = (delta[dec] + area.headroom[rxu]) * area.inv_sigma[rxu]
             np.maximum(ex, 0.0, out=ex)
             ex *= ex
             first = np.flatnonzero(np.diff(dec, prepend=-1))
             ll[dec[first]] -= 0.5 * np.add.reduceat(ex, first, axis=0)
-        ll += self.logw
-        # log-sum-exp per class (points are sorted by class), plus the class prior
+        ll += area.logw
         mx = ll.max(axis=1, keepdims=True)
-        sums = np.add.reduceat(np.exp(ll - mx), self.starts[self._present], axis=1)
-        out = np.full((n_dec, self.n_classes), -np.inf)
-        out[:, self._present] = np.log(sums) + mx + self._log_prior[self._present]
+        sums = np.add.reduceat(np.exp(ll - mx), area.starts, axis=1)
+        out: FloatArray = np.log(sums) + mx + self._log_prior[area.present]
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Area:
+    idx: npt.NDArray[np.int64]  # candidate points (sorted by class)
+    local: npt.NDArray[np.int64]  # receivers scored there
+    present: npt.NDArray[np.int64]  # classes with candidate points
+    starts: npt.NDArray[np.int64]  # first candidate of each present class
+    wt: FloatArray  # (local x 3) x candidates: [iv, iv*pred, iv*pred^2]
+    headroom: FloatArray  # local x candidates: predicted level above sensitivity
+    inv_sigma: FloatArray  # local x candidates
+    logw: FloatArray  # candidates
 
 
 def _candidate_points(
