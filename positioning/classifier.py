@@ -41,6 +41,7 @@ class ClassifierParams:
         12.0  # a decision scores the floor this close to its loudest receiver
     )
     local_headroom_db: float = -25.0  # receivers that could hear some candidate point this well
+    local_radius_m: float = 20.0  # ... and hang this close to the decision's nearest receiver
     min_points_per_zone: int = 16
     evidence_weight: float = 1.0
     switch_rate_per_s: float = 0.3
@@ -120,7 +121,9 @@ class ZoneClassifier:
         idx = np.flatnonzero(d <= p.candidate_radius_m)
         if len(idx) == 0:
             idx = np.argsort(d)[:1]
-        local = np.flatnonzero(self._headroom[idx].max(axis=0) > p.local_headroom_db)
+        # receivers farther off add a near-constant term over the whole area: left out
+        near = np.hypot(rx[:, 0] - rx[a, 0], rx[:, 1] - rx[a, 1]) <= p.local_radius_m
+        local = np.flatnonzero(near & (self._headroom[idx].max(axis=0) > p.local_headroom_db))
         local = np.union1d(local, [a])
         cls = self.cls[idx]
         present = np.unique(cls)
