@@ -43,8 +43,12 @@ class ClassifierParams:
     local_headroom_db: float = -25.0  # receivers that could hear some candidate point this well
     local_radius_m: float = 20.0  # ... and hang this close to the decision's nearest receiver
     min_points_per_zone: int = 16
-    evidence_weight: float = 1.0
-    switch_rate_per_s: float = 0.3
+    # motion model and decision rule (belief.py), chosen on the TUNE split (benchmarks/stores.py)
+    evidence_weight: float = 0.5
+    zone_leave_rate_per_s: float = 0.02  # stays at a shelf last ~a minute
+    aisle_leave_rate_per_s: float = 0.1  # walks through an aisle last ~10 s
+    zone_to_zone_share: float = 0.2  # of zone exits, straight into another zone
+    smoothing_lag: int = 3  # decisions (~seconds) the reported zone waits for
     switch_ratio: float = 2.0
     confirm_s: float = 2.0
     sigma_floor_db: float = 3.0

@@ -102,7 +102,7 @@ class ZoneTracker:
         self.record_segments = record_segments
         self._tags: dict[TagId, _Tag] = {}
         self._bank = StreamBank(self.n_rx)
-        self._beliefs = Beliefs(self.classifier.n_classes)
+        self._beliefs = Beliefs(self.classifier.n_classes, lag=self.params.classifier.smoothing_lag)
         self._free: list[int] = []  # slots of dropped tags, reused first
         self._tags_by_slot: list[_Tag | None] = []  # None: a free slot
         self._rx_range = np.arange(self.n_rx)[:, None]
