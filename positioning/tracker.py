@@ -136,7 +136,8 @@ class ZoneTracker:
             return
         in_batch = dict.fromkeys(tags)
         slot_of = {tag: self._tag_for(tag, in_batch).slot for tag in in_batch}
-        self._touch(in_batch)
+        # most recently heard last: the batch's tags in the order of their last sighting
+        self._touch(reversed(list(dict.fromkeys(reversed(tags)))))
         slots = np.fromiter(map(slot_of.__getitem__, tags), dtype=np.int64, count=n)
         order = np.argsort(slots, kind="stable")  # grouped by tag, time order within a tag
         s_slot = slots[order]
