@@ -150,9 +150,11 @@ def verdict_lines(
             f"Zone stands classified into their labelled zone: {len(judged) - len(wrong)} of "
             f"{len(judged)} ({100 * share:.0f}%)."
         )
+    t0 = min((s.start for s in stands), default=0.0)
     for s in wrong:
         out.append(
-            f"  misclassified: the stand in {s.zone} ({s.start:.0f}-{s.end:.0f}) was decided as "
+            f"  misclassified: the stand in {s.zone} ({_mmss(s.start - t0)}-{_mmss(s.end - t0)} "
+            f"into the walk) was decided as "
             f"{s.decided or 'no zone'} (p = {s.probability:.2f} for {s.zone})"
         )
     if confusable:
@@ -194,3 +196,7 @@ def verdict_lines(
             parts.append(f"redo these zones: {', '.join(redo)}")
         out.append("Verdict: not good enough: " + "; then ".join(parts) + ".")
     return out
+
+
+def _mmss(s: float) -> str:
+    return f"{int(s // 60)}:{int(s % 60):02d}"
