@@ -109,8 +109,10 @@ def hall(area_m2: float, spacing: float = 7.0) -> Layout:
     return Layout("hall", "UTC", tuple(rxs), tuple(zones), float(w), float(d))
 
 
-def decision_cost(area_m2: float, seconds: int = 20, seed: int = 1) -> tuple[float, int, int]:
-    """(us per decision, floor points, receivers) of ZoneClassifier on `hall(area_m2)`, with the
+def decision_cost(
+    area_m2: float, seconds: int = 20, seed: int = 1
+) -> tuple[float, int, int, float]:
+    """(us per decision, floor points, receivers, MB of tables) of ZoneClassifier on `hall(area_m2)`, with the
     store as busy per m^2 whatever its size (one shopper per 25 m^2, one decision per shopper per
     second, a second's decisions in one batch as the tracker makes them)."""
     layout = hall(area_m2)
@@ -127,4 +129,5 @@ def decision_cost(area_m2: float, seconds: int = 20, seed: int = 1) -> tuple[flo
     t = time.process_time()
     for k in range(0, n, per_s):
         clf.log_likelihood_batch(heard[k : k + per_s], lv[k : k + per_s])
-    return (time.process_time() - t) / n * 1e6, len(clf.xs), len(layout.receivers)
+    us = (time.process_time() - t) / n * 1e6
+    return us, len(clf.xs), len(layout.receivers), clf.nbytes / 1e6

@@ -31,6 +31,7 @@ from .layout import FloatArray, Layout, points_in_polygon
 from .pathloss import RadioModel, predicted_rssi
 
 BoolArray = npt.NDArray[np.bool_]
+F32Array = npt.NDArray[np.float32]
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,24 +81,10 @@ class ZoneClassifier:
         order = np.argsort(cls, kind="stable")
         self.xs, self.ys, self.cls, self.logw = xs[order], ys[order], cls[order], logw[order]
         self.starts = np.searchsorted(self.cls, np.arange(self.n_classes))
-        self.pred = predicted_rssi(model, layout, self.xs, self.ys)  # points x receivers
-        base = np.array(
+        self._base_sigma = np.array(
             [max(model.for_receiver(r.id).sigma_db, p.sigma_floor_db) for r in layout.receivers]
         )
-        # a shopper's body blocks near-horizontal paths, not the one to a receiver overhead:
-        # the extra uncertainty grows with the horizontal share of the path
         rx = np.array([[r.x, r.y, r.z] for r in layout.receivers], dtype=float)
-        horiz = np.hypot(self.xs[:, None] - rx[None, :, 0], self.ys[:, None] - rx[None, :, 1])
-        d3 = np.sqrt(horiz**2 + (rx[None, :, 2] - model.tag_height) ** 2)
-        share = horiz / np.maximum(d3, 1e-6)
-        sig = np.sqrt(base[None, :] ** 2 + (p.extra_sigma_db * share) ** 2)  # points x receivers
-        self.inv_var = 1.0 / (sig * sig)
-        self.sigma = sig
-        # points x receivers, for the censored term
-        self._inv_sigma = 1.0 / sig
-        self._headroom = self.pred - model.sensitivity_dbm
-        ivp = self.inv_var * self.pred
-        self._wt = np.stack([self.inv_var, ivp, ivp * self.pred], axis=2)  # points x rx x 3
         self.sens = model.sensitivity_dbm
         self.shrink = 1.0 / (model.device_sigma_db**2)
         # the baseline's map: receiver -> the zone it hangs over (else the class "no zone")
@@ -122,15 +109,30 @@ class ZoneClassifier:
         self._areas = [self._area_of(a, rx, p) for a in range(len(layout.receivers))]
 
     def _area_of(self, a: int, rx: FloatArray, p: ClassifierParams) -> _Area:
-        """The candidate points near receiver `a` and the receivers that matter there."""
+        """The candidate points near receiver `a` and the receivers that matter there, with
+        their predicted levels and uncertainties (computed per area: memory and set-up grow
+        with the floor, never with floor x receivers)."""
         d = np.hypot(self.xs - rx[a, 0], self.ys - rx[a, 1])
         idx = np.flatnonzero(d <= p.candidate_radius_m)
         if len(idx) == 0:
             idx = np.argsort(d)[:1]
+        pred = predicted_rssi(self.model, self.layout, self.xs[idx], self.ys[idx])
+        headroom = pred - self.model.sensitivity_dbm
         # receivers farther off add a near-constant term over the whole area: left out
         near = np.hypot(rx[:, 0] - rx[a, 0], rx[:, 1] - rx[a, 1]) <= p.local_radius_m
-        local = np.flatnonzero(near & (self._headroom[idx].max(axis=0) > p.local_headroom_db))
+        local = np.flatnonzero(near & (headroom.max(axis=0) > p.local_headroom_db))
         local = np.union1d(local, [a])
+        pred, headroom = pred[:, local], headroom[:, local]
+        # a shopper's body blocks near-horizontal paths, not the one to a receiver overhead:
+        # the extra uncertainty grows with the horizontal share of the path
+        rl = rx[local]
+        horiz = np.hypot(self.xs[idx, None] - rl[None, :, 0], self.ys[idx, None] - rl[None, :, 1])
+        d3 = np.sqrt(horiz**2 + (rl[None, :, 2] - self.model.tag_height) ** 2)
+        share = horiz / np.maximum(d3, 1e-6)
+        sig = np.sqrt(self._base_sigma[local][None, :] ** 2 + (p.extra_sigma_db * share) ** 2)
+        iv = 1.0 / (sig * sig)
+        ivp = iv * pred
+        wt = np.stack([iv, ivp, ivp * pred], axis=2)  # points x local x 3
         cls = self.cls[idx]
         present = np.unique(cls)
         return _Area(
@@ -138,15 +140,21 @@ class ZoneClassifier:
             local,
             present,
             np.searchsorted(cls, present),
-            np.ascontiguousarray(self._wt[idx][:, local].reshape(len(idx), -1).T),
-            np.ascontiguousarray(self._headroom[idx][:, local].T),
-            np.ascontiguousarray(self._inv_sigma[idx][:, local].T),
+            # float32: half the memory (dB-scale sums lose nothing that matters)
+            np.ascontiguousarray(wt.reshape(len(idx), -1).T, dtype=np.float32),
+            np.ascontiguousarray(headroom.T, dtype=np.float32),
+            np.ascontiguousarray((1.0 / sig).T, dtype=np.float32),
             self.logw[idx],
         )
 
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the precomputed candidate areas."""
+        return sum(a.wt.nbytes + a.headroom.nbytes + a.inv_sigma.nbytes for a in self._areas)
+
     def log_likelihood(self, heard: list[int], levels: list[float]) -> FloatArray:
         """Per-class log-likelihood of `levels` (dBm) at receivers `heard` (indices)."""
-        n_rx = self.pred.shape[1]
+        n_rx = len(self.layout.receivers)
         mask = np.zeros((1, n_rx), dtype=bool)
         lv = np.zeros((1, n_rx))
         mask[0, heard] = True
@@ -203,7 +211,8 @@ class ZoneClassifier:
         v[2, :, :, 1] = -2.0 * z
         v[2, :, :, 2] = m
         n_pts = len(area.idx)
-        c, a, b = (v.reshape(3 * n_dec, 3 * n_rx) @ area.wt).reshape(3, n_dec, n_pts)
+        prod = v.reshape(3 * n_dec, 3 * n_rx).astype(np.float32) @ area.wt
+        c, a, b = prod.astype(np.float64).reshape(3, n_dec, n_pts)
         delta = a / (c + self.shrink)
         ll = -0.5 * (b - delta * a)
         # receivers that do not hear the tag where the model says they should (censored)
@@ -227,9 +236,9 @@ class _Area:
     local: npt.NDArray[np.int64]  # receivers scored there
     present: npt.NDArray[np.int64]  # classes with candidate points
     starts: npt.NDArray[np.int64]  # first candidate of each present class
-    wt: FloatArray  # (local x 3) x candidates: [iv, iv*pred, iv*pred^2]
-    headroom: FloatArray  # local x candidates: predicted level above sensitivity
-    inv_sigma: FloatArray  # local x candidates
+    wt: F32Array  # (local x 3) x candidates: [iv, iv*pred, iv*pred^2]
+    headroom: F32Array  # local x candidates: predicted level above sensitivity
+    inv_sigma: F32Array  # local x candidates
     logw: FloatArray  # candidates
 
 
