@@ -25,6 +25,7 @@ import numpy as np
 import orjson
 
 from positioning.calibration import Stand, calibrate
+from positioning.dwell import DwellParams
 from positioning.evaluation import score
 from positioning.frames import tag_id_from_json
 from positioning.layout import Layout, Zone
@@ -202,7 +203,8 @@ def run(seeds: list[int]) -> None:
         sightings, truth = make_track(seed, layout, grid, rec, tag)
         res = []
         for method in ("model", "nearest"):
-            tr = ZoneTracker(layout, model, TrackerParams(), True, method)
+            params = TrackerParams(dwell=DwellParams(min_dwell_s=MIN_DWELL_S))
+            tr = ZoneTracker(layout, model, params, True, method)
             _feed(tr, sightings, tag)
             dw = [
                 ZoneSegment(e.tag, e.zone, e.start, e.end) for e in tr.events if e.kind == "dwell"
