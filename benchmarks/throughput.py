@@ -99,7 +99,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--trace", help="one trace of your own instead of the three below")
     ap.add_argument("--layout", default="config/layout-large.toml")
-    ap.add_argument("--traces", nargs="+", default=["current", "dense", "flood"])
+    ap.add_argument("--traces", nargs="*", default=["current", "dense", "flood"])
     ap.add_argument("--runs", type=int, default=3)
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -122,9 +122,10 @@ def main() -> None:
                 compare(f"{tmp}/flood.jsonl", a.layout, a.runs, tmp)
     print("== zone decision cost (ZoneClassifier, one shopper per 25 m^2, CPU time)")
     for area in (500.0, 5000.0):
-        us, pts, rxs = traces.decision_cost(area)
+        us, pts, rxs, mb = traces.decision_cost(area)
         print(
-            f"{area:>6,.0f} m^2: {us:6.1f} us per decision ({pts:,} floor points, {rxs} receivers)"
+            f"{area:>6,.0f} m^2: {us:6.1f} us per decision ({pts:,} floor points, {rxs} receivers, "
+            f"{mb:.0f} MB of candidate tables)"
         )
 
 
