@@ -121,7 +121,7 @@ def main() -> None:
                 traces.flood(cur, f"{tmp}/flood.jsonl")
                 compare(f"{tmp}/flood.jsonl", a.layout, a.runs, tmp)
     print("== zone decision cost (ZoneClassifier, one shopper per 25 m^2, CPU time)")
-    for area in (500.0, 5000.0):
+    for area in (500.0, 2000.0, 5000.0):
         us, pts, rxs, mb = traces.decision_cost(area)
         print(
             f"{area:>6,.0f} m^2: {us:6.1f} us per decision ({pts:,} floor points, {rxs} receivers, "
