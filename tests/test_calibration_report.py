@@ -96,7 +96,9 @@ def test_cli_unknown_zones_and_too_little_data_no_traceback(tmp_path: Path) -> N
     mfg = "0215c0ffee005e1f4a7e9a7e00000000000100000001c5"
     trace.write_text(
         "".join(
-            json.dumps({"t": 100.0 + k, "rx": "rx01", "addr": "A", "rssi": -60, "mfg": {"76": mfg}})
+            json.dumps(
+                {"t": 1767261600.0 + k, "rx": "rx01", "addr": "A", "rssi": -60, "mfg": {"76": mfg}}
+            )
             + "\n"
             for k in range(20)
         )
@@ -107,7 +109,8 @@ def test_cli_unknown_zones_and_too_little_data_no_traceback(tmp_path: Path) -> N
     ):
         labels = tmp_path / "labels.jsonl"
         labels.write_text(
-            json.dumps({"tag": tag, "zone": zone, "start": 99.0, "end": 130.0}) + "\n"
+            json.dumps({"tag": tag, "zone": zone, "start": 1767261599.0, "end": 1767261630.0})
+            + "\n"
         )
         res = subprocess.run(
             shelfgate(
