@@ -391,7 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _extra_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Commands that live in their own modules (daemon, status, scan)."""
-    for modname in ("gateway.cli_daemon", "gateway.check", "gateway.cli_scan"):
+    for modname in ("gateway.cli_daemon", "gateway.check", "gateway.cli_scan", "gateway.cloud.cli"):
         try:
             mod = __import__(modname, fromlist=["register"])
         except ImportError:
