@@ -23,13 +23,20 @@ from ..mqtt_helpers import env
 PG_ADMIN = os.environ.get("SHELFGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
-def wait_until(cond: Callable[[], bool], timeout: float, what: str, step: float = 0.1) -> None:
+def wait_until(
+    cond: Callable[[], bool],
+    timeout: float,
+    what: str,
+    step: float = 0.1,
+    show: Callable[[], object] | None = None,
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if cond():
             return
         time.sleep(step)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+    state = f" (at the end: {show()})" if show is not None else ""
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}{state}")
 
 
 @pytest.fixture
