@@ -17,8 +17,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from ..conftest import ROOT, shelfgate
-from ..mqtt_helpers import env
+from tests.conftest import ROOT, shelfgate
+from tests.mqtt_helpers import env
 
 PG_ADMIN = os.environ.get("SHELFGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 

@@ -11,9 +11,8 @@ import uuid
 from pathlib import Path
 
 from gateway.outbox import Outbox, read_status
-
-from ..conftest import ROOT, shelfgate
-from ..mqtt_helpers import env
+from tests.conftest import ROOT, shelfgate
+from tests.mqtt_helpers import env
 
 STORE = "hb-neumuenster"
 
