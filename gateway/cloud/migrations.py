@@ -10,6 +10,8 @@ from typing import Any
 
 import psycopg
 
+from .analytics_sql import ANALYTICS_SQL
+
 log = logging.getLogger(__name__)
 
 LOCK_KEY = 0x5E1F6A7E  # pg_advisory_xact_lock key: "shelfgate migrations"
@@ -76,6 +78,7 @@ CREATE TABLE shelfgate_dead_letters (
 );
 """,
     ),
+    (2, "k-anonymous shopper-path functions", ANALYTICS_SQL),
 )
 
 
