@@ -37,7 +37,16 @@ def plot_report(rep: PathReport, layout: Layout | None, out: str) -> None:
             ax_map.add_patch(Polygon(z.polygon, closed=True, facecolor=face, edgecolor="#333333"))
             cx, cy = z.centroid
             label = f"{z.id}\n{n if n is not None else 'suppressed'}"
-            ax_map.text(cx, cy, label, ha="center", va="center", fontsize=7)
+            dark = n is not None and norm(n) > 0.6
+            ax_map.text(
+                cx,
+                cy,
+                label,
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if dark else "black",
+            )
         xmin, ymin, xmax, ymax = layout.bounds()
         ax_map.set_xlim(xmin - 1, xmax + 1)
         ax_map.set_ylim(ymin - 1, ymax + 1)
@@ -46,7 +55,9 @@ def plot_report(rep: PathReport, layout: Layout | None, out: str) -> None:
     else:
         names = sorted(visits)
         ax_map.barh(names, [visits[n] for n in names], color=[cmap(norm(visits[n])) for n in names])
-    ax_map.set_title(f"{rep.store}: dwell visits per zone (cells < k={rep.k} tags suppressed)")
+    ax_map.set_title(
+        f"{rep.store}: dwell visits per zone\n(sum of hourly cells; cells < k={rep.k} tags suppressed)"
+    )
     fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax_map, label="visits")
     _matrix(ax_mat, moves, fig)
     fig.tight_layout()
