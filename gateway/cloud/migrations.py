@@ -79,6 +79,19 @@ CREATE TABLE shelfgate_dead_letters (
 """,
     ),
     (2, "k-anonymous shopper-path functions", ANALYTICS_SQL),
+    (
+        3,
+        "gap report view; events this consumer dead-lettered, per gateway",
+        """
+ALTER TABLE shelfgate_gateways ADD COLUMN rejected bigint NOT NULL DEFAULT 0;
+CREATE VIEW shelfgate_gap_report AS
+SELECT store, gateway, online, contiguous_seq, max_seq, last_acked_seq, gap_count, tail,
+       missing, backlog AS gateway_backlog, drops AS gateway_drops,
+       dead_letter AS gateway_dead_letters, rejected AS consumer_dead_letters, unexplained,
+       gaps, status_time, updated_at
+FROM shelfgate_gateways;
+""",
+    ),
 )
 
 

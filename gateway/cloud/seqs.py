@@ -53,7 +53,7 @@ class GapReport:
       the broker (`last_acked_seq`) above anything stored.
     - `missing` = gap_count + tail. Of those, `backlog` may still be queued on the gateway,
       `drops` were dropped by its quota policy and `dead_letter` refused by the broker;
-      `unexplained` is the rest: acknowledged by a broker and never delivered (a broker crash
+      `rejected` this consumer dead-lettered (invalid events); `unexplained` is the rest: acknowledged by a broker and never delivered (a broker crash
       after PUBACK), or still in flight between broker and consumer.
     """
 
@@ -72,6 +72,7 @@ def report(
     backlog: int = 0,
     drops: int = 0,
     dead_letter: int = 0,
+    rejected: int = 0,
 ) -> GapReport:
     gaps = gaps_of(received)
     contiguous = received[0][1] if received and received[0][0] == 1 else 0
@@ -85,6 +86,6 @@ def report(
         gap_count=gap_count,
         tail=tail,
         missing=missing,
-        unexplained=max(0, missing - backlog - drops - dead_letter),
+        unexplained=max(0, missing - backlog - drops - dead_letter - rejected),
         gaps=tuple(gaps[:MAX_LISTED_GAPS]),
     )

@@ -36,7 +36,8 @@ ON CONFLICT (event_id) DO NOTHING
 LOCK_GATEWAY = """
 INSERT INTO shelfgate_gateways AS g (store, gateway) VALUES (%s, %s)
 ON CONFLICT (store, gateway) DO UPDATE SET updated_at = now()
-RETURNING g.received, g.last_acked_seq, g.backlog, g.drops, g.dead_letter, g.status_time
+RETURNING g.received, g.last_acked_seq, g.backlog, g.drops, g.dead_letter, g.status_time,
+    g.rejected
 """
 
 UPDATE_GATEWAY = """
@@ -45,7 +46,7 @@ UPDATE shelfgate_gateways SET received = %s, contiguous_seq = %s, max_seq = %s, 
     events_stored = events_stored + %s, duplicates = duplicates + %s,
     online = COALESCE(%s, online), status = COALESCE(%s, status),
     status_time = COALESCE(%s, status_time), last_acked_seq = %s, backlog = %s, drops = %s,
-    dead_letter = %s, updated_at = now()
+    dead_letter = %s, rejected = %s, updated_at = now()
 WHERE store = %s AND gateway = %s
 """
 
@@ -60,6 +61,7 @@ class GatewayDelta:
     seqs: list[int] = field(default_factory=list)
     status: StatusRow | None = None
     offered: int = 0  # events in the batch (stored + duplicates)
+    rejected: int = 0  # events of this gateway dead-lettered here (their seq is a gap)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +77,7 @@ def write_batch(conn: psycopg.Connection[Any], batch: Sequence[Parsed]) -> Batch
     dead = [d for p in batch for d in p.dead]
     with conn.transaction(), conn.cursor() as cur:
         inserted = _insert_events(cur, events) if events else 0
-        deltas = _deltas(batch, events)
+        deltas = _deltas(batch, events, dead)
         share = _share_inserted(deltas, inserted, len(events))
         for key in sorted(deltas):
             _update_gateway(cur, key, deltas[key], share[key])
@@ -119,8 +121,13 @@ def _insert_events(cur: psycopg.Cursor[Any], events: list[EventRow]) -> int:
     return max(cur.rowcount, 0)
 
 
-def _deltas(batch: Sequence[Parsed], events: list[EventRow]) -> dict[tuple[str, str], GatewayDelta]:
+def _deltas(
+    batch: Sequence[Parsed], events: list[EventRow], dead: list[DeadLetter]
+) -> dict[tuple[str, str], GatewayDelta]:
     deltas: dict[tuple[str, str], GatewayDelta] = {}
+    for dl in dead:
+        if dl.store is not None and dl.gateway is not None and dl.seq is not None:
+            deltas.setdefault((dl.store, dl.gateway), GatewayDelta()).rejected += 1
     for e in events:
         d = deltas.setdefault((e.store, e.gateway), GatewayDelta())
         d.seqs.append(e.seq)
@@ -154,7 +161,8 @@ def _update_gateway(
     cur.execute(LOCK_GATEWAY, key)
     row = cur.fetchone()
     assert row is not None
-    received_json, last_acked, backlog, drops, dead_letter, status_time = row
+    received_json, last_acked, backlog, drops, dead_letter, status_time, rejected = row
+    rejected += delta.rejected
     st = delta.status
     online: bool | None = None
     if st is not None and status_time is not None and st.time < status_time:
@@ -171,7 +179,7 @@ def _update_gateway(
             st.dead_letter,
         )
     received = seqs.merge(received_json, delta.seqs)
-    rep = seqs.report(received, last_acked, backlog, drops, dead_letter)
+    rep = seqs.report(received, last_acked, backlog, drops, dead_letter, rejected)
     cur.execute(
         UPDATE_GATEWAY,
         (
@@ -192,6 +200,7 @@ def _update_gateway(
             backlog,
             drops,
             dead_letter,
+            rejected,
             *key,
         ),
     )

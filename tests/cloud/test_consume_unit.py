@@ -55,6 +55,11 @@ def test_poison_messages_go_to_dead_letters_and_the_consumer_goes_on(
         assert [s for r, s in dead if "clock_synced" in r] == [6]
         stored = {r[0] for r in query(pg_url, "SELECT seq FROM shelfgate_events")}
         assert stored == {5, 7}
+        report = query(
+            pg_url, "SELECT gap_count, consumer_dead_letters, unexplained FROM shelfgate_gap_report"
+        )
+        # 1-4 and 6 missing; seq 6 is explained by this consumer's own dead letter
+        assert report == [(5, 1, 4)], report
         assert c.proc is not None and c.proc.poll() is None
     finally:
         assert c.stop() == 0
