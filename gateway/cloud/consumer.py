@@ -149,7 +149,7 @@ class MqttIntake:
             log.debug("disconnect at stop failed", exc_info=True)
 
     def _lost(self) -> None:
-        if self.connected.is_set():
+        if self.connected.is_set() and not self._stop.is_set():
             log.warning("MQTT connection lost: unacknowledged messages come again on reconnect")
         self.connected.clear()
         self.subscribed.clear()
