@@ -7,6 +7,7 @@ event_id, then the affected gateway rows are locked in (store, gateway) order. D
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +32,7 @@ FROM unnest(%s::uuid[], %s::bigint[], %s::text[], %s::text[], %s::text[], %s::te
          offer_id, catalogue_version, payload_ref, raw)
 ORDER BY u.event_id
 ON CONFLICT (event_id) DO NOTHING
+RETURNING store, gateway
 """
 
 LOCK_GATEWAY = """
@@ -76,13 +78,13 @@ def write_batch(conn: psycopg.Connection[Any], batch: Sequence[Parsed]) -> Batch
     events = sorted((e for p in batch for e in p.events), key=lambda e: e.event_id)
     dead = [d for p in batch for d in p.dead]
     with conn.transaction(), conn.cursor() as cur:
-        inserted = _insert_events(cur, events) if events else 0
+        stored = _insert_events(cur, events) if events else Counter()
         deltas = _deltas(batch, events, dead)
-        share = _share_inserted(deltas, inserted, len(events))
         for key in sorted(deltas):
-            _update_gateway(cur, key, deltas[key], share[key])
+            _update_gateway(cur, key, deltas[key], deltas[key].offered - stored[key])
         if dead:
             cur.executemany(INSERT_DEAD, [_dead_params(d) for d in dead])
+    inserted = sum(stored.values())
     return BatchResult(inserted, len(events) - inserted, len(dead))
 
 
@@ -95,7 +97,8 @@ def _dead_params(d: DeadLetter) -> tuple[Any, ...]:
     return (d.topic, d.reason[:2000], d.store, d.gateway, d.seq, d.payload)
 
 
-def _insert_events(cur: psycopg.Cursor[Any], events: list[EventRow]) -> int:
+def _insert_events(cur: psycopg.Cursor[Any], events: list[EventRow]) -> Counter[tuple[str, str]]:
+    """Inserted rows per (store, gateway); the rest were duplicates."""
     cols: tuple[list[Any], ...] = tuple([] for _ in range(15))
     for e in events:
         values = (
@@ -118,7 +121,7 @@ def _insert_events(cur: psycopg.Cursor[Any], events: list[EventRow]) -> int:
         for col, v in zip(cols, values, strict=True):
             col.append(v)
     cur.execute(INSERT_EVENTS, cols)
-    return max(cur.rowcount, 0)
+    return Counter((str(st), str(gw)) for st, gw in cur.fetchall())
 
 
 def _deltas(
@@ -138,21 +141,6 @@ def _deltas(
             if d.status is None or p.status.time >= d.status.time:
                 d.status = p.status
     return deltas
-
-
-def _share_inserted(
-    deltas: dict[tuple[str, str], GatewayDelta], inserted: int, offered: int
-) -> dict[tuple[str, str], int]:
-    """Duplicates per gateway are not known from one INSERT's row count: all of a batch's
-    duplicates are booked on its gateways in order (exact when a batch has one gateway, which is
-    what a gateway's message is)."""
-    dup = offered - inserted
-    out: dict[tuple[str, str], int] = {}
-    for key in sorted(deltas):
-        d = min(dup, deltas[key].offered)
-        dup -= d
-        out[key] = d
-    return out
 
 
 def _update_gateway(
