@@ -168,3 +168,31 @@ def test_failed_migration_leaves_nothing(pg_url: str, monkeypatch: pytest.Monkey
     # the good migrations before it were in the same transaction: nothing is left
     assert scalar(pg_url, "SELECT count(*) FROM shelfgate_migrations") is None
     assert scalar(pg_url, "SELECT count(*) FROM shelfgate_events") is None
+
+
+def test_database_connection_lost_mid_stream(tmp_path: Path, pg_url: str) -> None:
+    """PostgreSQL drops the writer's connection (pg_terminate_backend) again and again while
+    messages arrive: the writer reconnects, nothing is acknowledged that was not committed, and
+    every event arrives exactly once."""
+    broker = Broker(tmp_path).start()
+    c = ConsumerProc(tmp_path, broker.url, pg_url, "c1").start()
+    try:
+        kills = 0
+        for k in range(20):
+            publish(broker.port, [batch([event(s) for s in range(k * 50 + 1, k * 50 + 51)])])
+            kills += int(
+                scalar(
+                    pg_url,
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()",
+                )
+                or 0
+            )
+        wait_until(lambda: count(pg_url) == 1000, 60, "all events", show=lambda: count(pg_url))
+        assert kills > 0
+        assert scalar(pg_url, "SELECT contiguous_seq FROM shelfgate_gateways") == 1000
+        assert "PostgreSQL unavailable" in c.text()
+        assert c.proc is not None and c.proc.poll() is None
+    finally:
+        c.stop()
+        broker.stop()
