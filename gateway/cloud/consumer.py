@@ -81,6 +81,7 @@ class MqttIntake:
         self.s = s
         self.work = work
         self.connection = 0  # bumped on every successful CONNACK
+        self.failed = False
         self.connected = threading.Event()
         self.subscribed = threading.Event()
         self._acks: collections.deque[tuple[int, int, int]] = collections.deque()
@@ -96,7 +97,7 @@ class MqttIntake:
         self.client.on_disconnect = self._on_disconnect
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="mqtt", daemon=True)
+        self._thread = threading.Thread(target=self._run_guarded, name="mqtt", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -109,6 +110,13 @@ class MqttIntake:
         self._acks.extend((connection, mid, qos) for mid, qos in acks)
 
     # ------------------------------------------------------------- MQTT thread
+    def _run_guarded(self) -> None:
+        try:
+            self._run()
+        except Exception:
+            log.exception("the MQTT thread failed: stopping")
+            self.failed = True
+
     def _run(self) -> None:
         attempt = 0
         while not self._stop.is_set():
@@ -241,6 +249,9 @@ def run_consumer(s: ConsumerSettings, stop: threading.Event, stats_every_s: floa
     t.start()
     last = time.monotonic()
     while not stop.wait(0.5):
+        if intake.failed:
+            stop.set()
+            break
         if time.monotonic() - last >= stats_every_s:
             last = time.monotonic()
             _log_stats(writer.stats, work.qsize())
@@ -249,7 +260,7 @@ def run_consumer(s: ConsumerSettings, stop: threading.Event, stats_every_s: floa
     intake.stop()
     writer.close()
     _log_stats(writer.stats, work.qsize())
-    return 0
+    return 1 if writer.failed or intake.failed else 0
 
 
 def _log_stats(st: Any, queued: int) -> None:

@@ -60,6 +60,7 @@ class DbWriter:
         self._conn: psycopg.Connection[Any] | None = None
         self._rng = random.Random()
         self.stats = WriterStats()
+        self.failed = False
 
     def connect(self) -> None:
         """Connect and migrate (raises on a wrong URL, so `consume` fails fast at start)."""
@@ -67,10 +68,17 @@ class DbWriter:
         apply_migrations(self._conn)
 
     def run(self) -> None:
-        while not self._stop.is_set():
-            batch = self._take(0.2)
-            if batch:
-                self._write_until_done(batch)
+        """Until stopped. An unexpected error stops the whole consumer (non-zero exit, so its
+        supervisor restarts it) rather than leaving it subscribed with nobody writing."""
+        try:
+            while not self._stop.is_set():
+                batch = self._take(0.2)
+                if batch:
+                    self._write_until_done(batch)
+        except Exception:
+            log.exception("the database writer failed: stopping")
+            self.failed = True
+            self._stop.set()
 
     def _write_until_done(self, batch: list[Any]) -> None:
         parsed = [parse_message(m.topic, m.payload) for m in batch]
