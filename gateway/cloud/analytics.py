@@ -107,7 +107,7 @@ def run_report(a: argparse.Namespace) -> int:
     try:
         conn = psycopg.connect(a.db, autocommit=True, connect_timeout=10)
     except psycopg.OperationalError as e:
-        raise InputError("--db", a.db, f"cannot connect: {str(e).strip()}") from None
+        raise InputError("--db", a.db, f"cannot connect: {' '.join(str(e).split())}") from None
     with conn:
         apply_migrations(conn)
         rep = fetch_report(

@@ -64,8 +64,11 @@ def consumer_settings(a: argparse.Namespace) -> Any:
         raise InputError("--db", a.db, "expected postgresql://user@host:port/dbname")
     password = None
     if a.password_file:
-        with open(a.password_file, encoding="utf-8") as fh:
-            password = fh.read().strip()
+        try:
+            with open(a.password_file, encoding="utf-8") as fh:
+                password = fh.read().strip()
+        except OSError as e:
+            raise InputError("--password-file", a.password_file, e.strerror or str(e)) from None
     link = LinkSettings(
         host=host,
         port=port,
@@ -100,7 +103,7 @@ def cmd_consume(a: argparse.Namespace) -> int:
     try:
         return run_consumer(s, stop)
     except psycopg.OperationalError as e:
-        raise InputError("--db", a.db, f"cannot connect: {str(e).strip()}") from None
+        raise InputError("--db", a.db, f"cannot connect: {' '.join(str(e).split())}") from None
 
 
 def cmd_paths(a: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@ duplicates, statuses, and acknowledgement only after COMMIT."""
 
 from __future__ import annotations
 
+import subprocess
 import threading
 from pathlib import Path
 
@@ -196,3 +197,31 @@ def test_database_connection_lost_mid_stream(tmp_path: Path, pg_url: str) -> Non
     finally:
         c.stop()
         broker.stop()
+
+
+def test_user_mistakes_are_one_line(tmp_path: Path) -> None:
+    from tests.conftest import ROOT, shelfgate
+
+    cases = [
+        (["--broker", "http://x", "--db", "postgresql://x@127.0.0.1/x"], "--broker"),
+        (["--broker", "mqtt://127.0.0.1:1", "--db", "mysql://x"], "--db"),
+        (
+            ["--broker", "mqtt://127.0.0.1:1", "--db", "postgresql://x@127.0.0.1:1/x"],
+            "cannot connect",
+        ),
+        (
+            [
+                "--broker",
+                "mqtt://127.0.0.1:1",
+                "--db",
+                "postgresql://x@127.0.0.1/x",
+                "--password-file",
+                str(tmp_path / "missing"),
+            ],
+            "--password-file",
+        ),
+    ]
+    for args, words in cases:
+        r = subprocess.run(shelfgate("consume", *args), cwd=ROOT, capture_output=True, timeout=60)
+        err = r.stderr.decode().strip()
+        assert r.returncode == 2 and words in err and "\n" not in err, (args, err)
