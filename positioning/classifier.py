@@ -120,8 +120,9 @@ class ZoneClassifier:
         headroom = pred - self.model.sensitivity_dbm
         # receivers farther off add a near-constant term over the whole area: left out
         near = np.hypot(rx[:, 0] - rx[a, 0], rx[:, 1] - rx[a, 1]) <= p.local_radius_m
-        local = np.flatnonzero(near & (headroom.max(axis=0) > p.local_headroom_db))
-        local = np.union1d(local, [a])
+        sel = near & (headroom.max(axis=0) > p.local_headroom_db)
+        sel[a] = True
+        local = np.flatnonzero(sel)
         pred, headroom = pred[:, local], headroom[:, local]
         # a shopper's body blocks near-horizontal paths, not the one to a receiver overhead:
         # the extra uncertainty grows with the horizontal share of the path
@@ -133,8 +134,9 @@ class ZoneClassifier:
         iv = 1.0 / (sig * sig)
         ivp = iv * pred
         wt = np.stack([iv, ivp, ivp * pred], axis=2)  # points x local x 3
-        cls = self.cls[idx]
-        present = np.unique(cls)
+        cls = self.cls[idx]  # sorted: points are ordered by class
+        # (not np.unique: its first call imports numpy.ma, ~0.1 s of every start-up)
+        present = cls[np.flatnonzero(np.diff(cls, prepend=-1))]
         return _Area(
             idx,
             local,
