@@ -1,9 +1,11 @@
 """Replay throughput against the straightforward reference, whole process, and peak memory.
 
-    python -m benchmarks.throughput [--trace T --layout L] [--runs 3]
+    python -m benchmarks.throughput [--traces current dense flood] [--runs 3] [--trace T --layout L]
 
-Without --trace it simulates the issue's store (20 receivers, 60 shoppers, 400 unrelated
-devices, ~500k advertisements). Each side runs as its own process (start-up, imports, JSON
+Without --trace it runs the three traces of `benchmarks/traces.py` (the issue's store with 60
+shoppers and 400 unrelated devices; beacon-dense on the same store with no shelves declared; a
+flood of random addresses and rotating beacon ids), then prints the zone classifier's cost per
+decision at 500 m^2 and 5,000 m^2 of floor. Each side runs as its own process (start-up, imports, JSON
 parsing included). Throughput is advertisements per second of wall time, the time a user waits;
 shelfgate parses with one forked process per core (`--workers`), so its CPU time (user + sys,
 children included) is reported too, and is the steadier figure on a shared machine. Peak RSS is
@@ -22,6 +24,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+from . import traces
 
 
 def _tree_rss_kib(pid: int) -> int:
@@ -63,75 +67,65 @@ def measure(cmd: list[str]) -> tuple[float, float, int]:
     return wall, ru.ru_utime + ru.ru_stime, max(peak[0], ru.ru_maxrss)
 
 
+def compare(trace: str, layout: str, runs: int, tmp: str) -> None:
+    py = sys.executable
+    with open(trace, "rb") as fh:
+        lines = sum(1 for _ in fh)
+    size = Path(trace).stat().st_size / 1e6
+    print(f"trace: {lines:,} advertisements, {size:.0f} MB, layout {layout}")
+    ours = [py, "-m", "gateway.cli", "replay", trace, "--layout", layout]
+    ours += ["--events", f"{tmp}/ev.jsonl", "--raw-ids"]
+    ref = [py, "-m", "benchmarks.reference_pipeline", trace, "--layout", layout]
+    best: dict[str, tuple[float, float, int]] = {}
+    sides = (("reference", ref), ("shelfgate", ours), ("1 process", [*ours, "--workers", "1"]))
+    for name, cmd in sides:
+        rs = [measure(cmd) for _ in range(runs)]
+        best[name] = (min(r[0] for r in rs), min(r[1] for r in rs), max(r[2] for r in rs))
+        w, c, rss = best[name]
+        med = statistics.median(r[0] for r in rs)
+        print(
+            f"{name:10} wall {w:6.2f} s ({lines / w:>9,.0f} adv/s, median {med:5.2f} s)  "
+            f"cpu {c:6.2f} s ({lines / c:>9,.0f} adv/s)  peak RSS {rss / 1024:5.0f} MB"
+        )
+    (rw, rc, _), (ow, oc, _), (sw, sc, _) = best["reference"], best["shelfgate"], best["1 process"]
+    print(
+        f"speed-up: {rw / ow:.1f}x wall, {rc / oc:.1f}x cpu; one process: {rw / sw:.1f}x wall, "
+        f"{rc / sc:.1f}x cpu (best of {runs})",
+        flush=True,
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--trace")
+    ap.add_argument("--trace", help="one trace of your own instead of the three below")
     ap.add_argument("--layout", default="config/layout-large.toml")
+    ap.add_argument("--traces", nargs="*", default=["current", "dense", "flood"])
     ap.add_argument("--runs", type=int, default=3)
     a = ap.parse_args()
-    py = sys.executable
     with tempfile.TemporaryDirectory() as tmp:
-        trace = a.trace
-        if trace is None:
-            trace = f"{tmp}/bench.jsonl"
-            subprocess.run(
-                [
-                    py,
-                    "-m",
-                    "gateway.cli",
-                    "simulate",
-                    "--layout",
-                    a.layout,
-                    "--shoppers",
-                    "60",
-                    "--devices",
-                    "400",
-                    "--duration",
-                    "65",
-                    "--seed",
-                    "3",
-                    "--trace",
-                    trace,
-                ],
-                check=True,
-                stderr=subprocess.DEVNULL,
-            )
-        with open(trace, "rb") as fh:
-            lines = sum(1 for _ in fh)
-        size = Path(trace).stat().st_size / 1e6
-        print(f"trace: {lines:,} advertisements, {size:.0f} MB, layout {a.layout}")
-        ours = [
-            py,
-            "-m",
-            "gateway.cli",
-            "replay",
-            trace,
-            "--layout",
-            a.layout,
-            "--events",
-            f"{tmp}/ev.jsonl",
-            "--raw-ids",
-        ]
-        ref = [py, "-m", "benchmarks.reference_pipeline", trace, "--layout", a.layout]
-        best: dict[str, tuple[float, float, int]] = {}
-        sides = (("reference", ref), ("shelfgate", ours), ("1 process", [*ours, "--workers", "1"]))
-        for name, cmd in sides:
-            runs = [measure(cmd) for _ in range(a.runs)]
-            best[name] = (min(r[0] for r in runs), min(r[1] for r in runs), max(r[2] for r in runs))
-            w, c, rss = best[name]
-            med = statistics.median(r[0] for r in runs)
-            print(
-                f"{name:10} wall {w:6.2f} s ({lines / w:>9,.0f} adv/s, median {med:5.2f} s)  "
-                f"cpu {c:6.2f} s ({lines / c:>9,.0f} adv/s)  peak RSS {rss / 1024:5.0f} MB"
-            )
-        (rw, rc, _), (ow, oc, _), (sw, sc, _) = (
-            best["reference"],
-            best["shelfgate"],
-            best["1 process"],
-        )
+        if a.trace:
+            compare(a.trace, a.layout, a.runs, tmp)
+            return
+        cur = f"{tmp}/current.jsonl"
+        if {"current", "flood"} & set(a.traces):
+            traces.simulate(a.layout, 60, 400, cur)
+        for name in a.traces:
+            print(f"== {name}: {traces.TITLES[name]}")
+            if name == "current":
+                compare(cur, a.layout, a.runs, tmp)
+            elif name == "dense":
+                bare = traces.without_shelves(a.layout, f"{tmp}/noshelves.toml")
+                traces.simulate(bare, 300, 30, f"{tmp}/dense.jsonl")
+                compare(f"{tmp}/dense.jsonl", bare, a.runs, tmp)
+            elif name == "flood":
+                traces.flood(cur, f"{tmp}/flood.jsonl")
+                compare(f"{tmp}/flood.jsonl", a.layout, a.runs, tmp)
+    print("== zone decision cost (ZoneClassifier, one shopper per 25 m^2, CPU time)")
+    for area in (500.0, 2000.0, 5000.0):
+        us, pts, rxs, mb = traces.decision_cost(area)
         print(
-            f"speed-up: {rw / ow:.1f}x wall, {rc / oc:.1f}x cpu; one process: {rw / sw:.1f}x wall, "
-            f"{rc / sc:.1f}x cpu (best of {a.runs})"
+            f"{area:>6,.0f} m^2: {us:6.1f} us per decision ({pts:,} floor points, {rxs} receivers, "
+            f"{mb:.0f} MB of candidate tables)"
         )
 
 

@@ -3,13 +3,14 @@ dependency (bleak on a laptop, pyserial) fails only when that kind of source is 
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import Callable, Sequence
 from typing import cast
 
 from positioning.errors import InputError
 
-from .source import Source, SourceContext, SourceUri, parse_source_uri
+from .source import PlainSpec, Source, SourceContext, SourceSpec, SourceUri, parse_source_uri
 
 # scheme -> (module, class); each class takes (SourceUri, SourceContext)
 SOURCES: dict[str, tuple[str, str]] = {
@@ -17,6 +18,8 @@ SOURCES: dict[str, tuple[str, str]] = {
     "replay": ("drivers.trace.source", "ReplaySource"),
     "serial": ("drivers.serial.source", "SerialSource"),
     "bluez": ("drivers.bluez", "BluezSource"),
+    "theengs": ("drivers.network.source", "TheengsSource"),
+    "espresense": ("drivers.network.source", "EspresenseSource"),
 }
 
 
@@ -24,8 +27,11 @@ def parse_uri(uri: str, where: str = "--source") -> SourceUri:
     return parse_source_uri(uri, tuple(SOURCES), where)
 
 
-def open_source(uri: str, ctx: SourceContext, where: str = "--source") -> Source:
-    su = parse_uri(uri, where)
+def open_source(spec: str | SourceSpec, ctx: SourceContext, where: str = "--source") -> Source:
+    """A source from its URI, or from its whole configuration (networked receivers take their
+    topic and credentials from it)."""
+    spec = PlainSpec(spec) if isinstance(spec, str) else spec
+    su = dataclasses.replace(parse_uri(spec.uri, where), spec=spec)
     module, name = SOURCES[su.kind]
     factory = cast(
         Callable[[SourceUri, SourceContext], Source], getattr(importlib.import_module(module), name)
@@ -33,17 +39,24 @@ def open_source(uri: str, ctx: SourceContext, where: str = "--source") -> Source
     return factory(su, ctx)
 
 
-def open_sources(uris: Sequence[str], ctx: SourceContext, where: str = "--source") -> list[Source]:
+def open_sources(
+    specs: Sequence[str | SourceSpec], ctx: SourceContext, where: str = "--source"
+) -> list[Source]:
     """Every configured source; one radio per receiver id (two radios on one id would count its
     advertisements twice)."""
     out: list[Source] = []
     fed: dict[str, str] = {}
-    for uri in uris:
-        src = open_source(uri, ctx, where)
+    for spec in specs:
+        uri = spec if isinstance(spec, str) else spec.uri
+        src = open_source(spec, ctx, where)
         rx = getattr(src, "feeds", None)
         if rx is not None:
             if rx in fed:
                 raise InputError(uri, "rx", f"receiver {rx} is already fed by {fed[rx]}")
             fed[rx] = uri
         out.append(src)
+    for src in out:  # sources of many receivers (networked nodes) leave the radios' ids alone
+        exclude = getattr(src, "exclude", None)
+        if exclude is not None:
+            exclude(fed)
     return out

@@ -37,38 +37,38 @@ class SimSource:
         self.duration = uri.number("duration", 0.0) if duration is not None else None
         if self.speed <= 0:
             raise InputError(uri.text, "speed", "expected a positive factor")
-        params = SimParams(
+        self._params = SimParams(
             shoppers=uri.integer("shoppers", 20),
             devices=uri.integer("devices", 40),
             seed=uri.integer("seed", 1),
             horizon_s=(self.duration or DAY_S) + 600.0,
         )
-        try:
-            self.sim = StoreSimulation(ctx.layout, params)
-        except ValueError as e:
-            raise InputError(uri.text, "parameters", str(e)) from None
+        self._layout = ctx.layout
         self.name = uri.text
         self._mono = ctx.mono
         self._receivers = ctx.receivers
         self._frames: dict[str, Frames] = {}
 
     async def batches(self) -> AsyncIterator[list[Advertisement]]:
+        loop = asyncio.get_running_loop()
+        params = self._params
         start = self._mono()
         t = 0.0
+        sim = None
         while self.duration is None or t < self.duration:
             t1 = t + STEP_S * self.speed
-            if t1 >= self.sim.p.horizon_s - 600.0:
-                # past the generated horizon: a new simulated day with the same store, made
-                # on a worker thread (it takes a moment)
-                params = dataclasses.replace(self.sim.p, seed=self.sim.p.seed + 1)
-                self.sim = await asyncio.get_running_loop().run_in_executor(
-                    None, StoreSimulation, self.sim.layout, params
-                )
+            if sim is None or t1 >= sim.p.horizon_s - 600.0:
+                # the store (and after each simulated day a new one, the next seed), made on a
+                # worker thread: it takes a moment
+                if sim is not None:
+                    params = dataclasses.replace(sim.p, seed=sim.p.seed + 1)
+                try:
+                    sim = await loop.run_in_executor(None, StoreSimulation, self._layout, params)
+                except ValueError as e:
+                    raise InputError(self.name, "parameters", str(e)) from None
                 start, t, t1 = self._mono(), 0.0, STEP_S * self.speed
             # the simulation's arithmetic on a worker thread: the event loop stays free
-            out = await asyncio.get_running_loop().run_in_executor(
-                None, self._advertisements, t, t1, start
-            )
+            out = await loop.run_in_executor(None, self._advertisements, sim, t, t1, start)
             t = t1
             wait = start + t / self.speed - self._mono()
             if wait > 0:
@@ -76,10 +76,11 @@ class SimSource:
             if out:
                 yield out
 
-    def _advertisements(self, t0: float, t1: float, base: float) -> list[Advertisement]:
-        ch = self.sim.chunk(t0, t1)
-        rxs, sim = self._receivers, self.sim
-        persons = sim.persons
+    def _advertisements(
+        self, sim: StoreSimulation, t0: float, t1: float, base: float
+    ) -> list[Advertisement]:
+        ch = sim.chunk(t0, t1)
+        rxs, persons = self._receivers, sim.persons
         out = []
         for ts, rx, pid, rssi in zip(
             ch.t.tolist(), ch.rx.tolist(), ch.person.tolist(), ch.rssi.tolist(), strict=True

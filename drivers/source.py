@@ -34,11 +34,55 @@ class Source(Protocol):
     def batches(self) -> AsyncIterator[Batch | SightingBlock]: ...
 
 
+class SourceSpec(Protocol):
+    """A configured source: its URI and, for networked receivers, the broker topic and
+    credentials (`gateway.config.SourceConfig` is one; a bare URI becomes a `PlainSpec`)."""
+
+    @property
+    def uri(self) -> str: ...
+    @property
+    def topic(self) -> str | None: ...
+    @property
+    def client_id(self) -> str | None: ...
+    @property
+    def username(self) -> str | None: ...
+    @property
+    def password(self) -> str | None: ...
+    @property
+    def password_file(self) -> str | None: ...
+    @property
+    def ca_file(self) -> str | None: ...
+    @property
+    def cert_file(self) -> str | None: ...
+    @property
+    def key_file(self) -> str | None: ...
+    @property
+    def allow_plaintext(self) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PlainSpec:
+    """A source given by its URI alone (`--source`): no topic (the driver's default), no
+    credentials."""
+
+    uri: str
+    topic: str | None = None
+    client_id: str | None = None
+    username: str | None = None
+    password: str | None = None
+    password_file: str | None = None
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    allow_plaintext: bool = False
+
+
 @dataclass(frozen=True, slots=True)
 class SourceUri:
     kind: str
     path: str
     params: dict[str, str]
+    spec: SourceSpec | None = None  # the whole configured source (networked receivers use it)
 
     @property
     def text(self) -> str:

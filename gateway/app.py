@@ -23,7 +23,7 @@ import signal
 from typing import TYPE_CHECKING, Any
 
 from drivers.registry import open_sources
-from drivers.source import SourceContext
+from drivers.source import SourceContext, SourceSpec
 from positioning.layout import Layout
 from positioning.pathloss import RadioModel
 
@@ -62,7 +62,7 @@ class Gateway:
         cfg: GatewayConfig,
         layout: Layout,
         model: RadioModel | None,
-        sources: tuple[str, ...],
+        sources: tuple[str | SourceSpec, ...],
         clock: Clock | None = None,
         exit_when_drained: bool = False,
     ) -> None:
@@ -237,7 +237,7 @@ class Gateway:
         while True:
             await self.publisher.idle.wait()
             backlog = (await self.store.do(lambda o: o.stats()))["backlog"]
-            if backlog == 0 and not self.publisher.inflight:
+            if backlog == 0:  # every event acknowledged (a ticket the broker forgot is moot)
                 log.info("source exhausted and every event acknowledged: exiting")
                 return
             self.publisher.idle.clear()
@@ -264,6 +264,8 @@ class Gateway:
         await asyncio.gather(*tasks[1:], *self._bg, return_exceptions=True)
         await self.publisher.stop()
         if self.publisher.connected:
+            with contextlib.suppress(Exception):  # the last figures, not those of the last period
+                self.status.stats = await self.store.do(lambda o: o.stats())
             self.link.publish(self.topics.status, self.status.payload(False), qos=1, retain=True)
         await asyncio.get_running_loop().run_in_executor(None, self.link.stop)
         await self.status.note("stopped")
@@ -275,7 +277,7 @@ def run_gateway(
     cfg: GatewayConfig,
     layout: Layout,
     model: RadioModel | None,
-    sources: tuple[str, ...],
+    sources: tuple[str | SourceSpec, ...],
     exit_when_drained: bool = False,
     clock: Clock | None = None,
 ) -> int:

@@ -30,7 +30,11 @@ from typing import Any
 import orjson
 import sqlite_utils
 
-from positioning.errors import ShelfgateError
+from .outbox_schema import MIGRATIONS
+from .outbox_status import clear_alerts, figures, read_status
+
+__all__ = ["DROP_ORDER", "Outbox", "Row", "clear_alerts", "disk_full", "read_status"]
+
 
 from .clock import Clock
 from .stays import SuspendedStay
@@ -45,61 +49,6 @@ JOURNAL_LIMIT_BYTES = 1 << 20
 def disk_full(e: sqlite3.Error) -> bool:
     """SQLITE_FULL: the disk (or a quota) is full; everything else is a real fault."""
     return getattr(e, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "full" in str(e)
-
-
-def _m1(db: sqlite_utils.Database) -> None:
-    db.table("events").create(
-        {
-            "seq": int,
-            "event_id": str,
-            "type": str,
-            "created": float,
-            "size": int,
-            "attempts": int,
-            "body": str,
-        },
-        pk="seq",
-    )
-    db.table("events").create_index(["event_id"], unique=True)
-    db.table("events").create_index(["type", "seq"])
-    db.table("dead_letter").create(
-        {"seq": int, "event_id": str, "reason": str, "moved": float, "body": str}, pk="seq"
-    )
-    db.table("counters").create({"name": str, "value": int}, pk="name")
-    db.table("meta").create({"key": str, "value": str}, pk="key")
-    db.execute(
-        "INSERT INTO counters(name, value) VALUES ('next_seq', 1), ('bytes', 0), ('last_acked_seq', 0)"
-    )
-
-
-def _m2(db: sqlite_utils.Database) -> None:
-    # offers: the active catalogue (survives restarts, works with no broker) and the triggers
-    # that frequency caps count (keyed by the tag's pseudonym: no raw id on disk)
-    db.table("catalogue").create(
-        {"id": int, "version": int, "body": str, "received": float}, pk="id"
-    )
-    db.table("offer_triggers").create({"tag": str, "offer_id": str, "t": float})
-    db.table("offer_triggers").create_index(["tag", "offer_id"])
-    db.table("offer_triggers").create_index(["t"])
-
-
-def _m3(db: sqlite_utils.Database) -> None:
-    # open stays kept across a restart (gateway.stays): keyed by the tag's pseudonym, no raw id
-    db.table("stays").create(
-        {
-            "key": str,
-            "zone": str,
-            "start": float,
-            "last_in_zone": float,
-            "threshold_sent": int,
-            "dwell_id": str,
-            "threshold_id": str,
-        },
-        pk="key",
-    )
-
-
-MIGRATIONS = [_m1, _m2, _m3]
 
 
 @dataclass(frozen=True, slots=True)
@@ -466,64 +415,3 @@ class Outbox:
         out["oldest_age_s"] = round(self._wall() - oldest, 1) if oldest is not None else None
         del out["state"]
         return out
-
-
-def figures(conn: sqlite3.Connection) -> dict[str, Any]:
-    """Backlog, counters, drops, alerts and the daemon's last written state: what the status
-    message, `shelfgate status` and the tests report."""
-    backlog, oldest = conn.execute("SELECT count(*), min(created) FROM events").fetchone()
-    counters = dict(conn.execute("SELECT name, value FROM counters").fetchall())
-    meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-    dead = conn.execute("SELECT count(*) FROM dead_letter").fetchone()[0]
-    state: dict[str, Any] = {}
-    for k, v in meta.items():
-        if not k.startswith("alert_"):
-            try:
-                state[k] = orjson.loads(v)
-            except orjson.JSONDecodeError:
-                state[k] = v
-    return {
-        "backlog": backlog,
-        "backlog_bytes": counters.get("bytes", 0),
-        "oldest_created": oldest,
-        "last_acked_seq": counters.get("last_acked_seq", 0),
-        "next_seq": counters.get("next_seq", 1),
-        "acked": counters.get("acked", 0),
-        "dead_letter": dead,
-        "drops": {
-            k[len("dropped_") :]: v for k, v in counters.items() if k.startswith("dropped_") and v
-        },
-        "db_resets": counters.get("db_resets", 0),
-        "alerts": [v for k, v in meta.items() if k.startswith("alert_")],
-        "state": state,
-    }
-
-
-def read_status(path: str | Path, wait_s: float = 5.0) -> dict[str, Any]:
-    """The outbox figures, read-only (for `shelfgate status`, while the daemon runs).
-
-    A daemon starting up may have created the file but not yet its tables: that is waited for
-    (up to `wait_s`), then reported as not an outbox."""
-    deadline = time.monotonic() + wait_s
-    while True:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        try:
-            conn.execute("PRAGMA busy_timeout=5000")
-            return figures(conn)
-        except sqlite3.OperationalError as e:
-            if "no such table" not in str(e):
-                raise
-            if time.monotonic() >= deadline:
-                raise ShelfgateError(
-                    f"{path}: not a shelfgate outbox (no {str(e).split(':')[-1].strip()} table)"
-                ) from None
-        finally:
-            conn.close()
-        time.sleep(0.05)
-
-
-def clear_alerts(path: str | Path) -> int:
-    """An installer acknowledged the alerts (`shelfgate status --clear-alerts`)."""
-    with sqlite3.connect(path) as conn:
-        conn.execute("PRAGMA busy_timeout=5000")
-        return conn.execute("DELETE FROM meta WHERE key LIKE 'alert_%'").rowcount

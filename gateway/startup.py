@@ -14,14 +14,14 @@ from positioning.layout import Layout
 from positioning.pathloss import RadioModel
 
 from .cli.common import default_layout
-from .config import GatewayConfig, load_config
+from .config import GatewayConfig, SourceConfig, load_config
 
 
 @dataclass(frozen=True, slots=True)
 class Setup:
     cfg: GatewayConfig
     layout_path: str
-    sources: tuple[str, ...]
+    sources: tuple[SourceConfig, ...]
     calibration: str | None
 
 
@@ -36,7 +36,7 @@ def effective_setup(a: argparse.Namespace) -> Setup:
         web_listen=getattr(a, "web", None),
     )
     layout = a.layout or cfg.gateway.layout or default_layout()
-    sources = tuple(s.uri for s in cfg.sources) or (f"sim:{layout}",)
+    sources = cfg.sources or (SourceConfig(f"sim:{layout}"),)
     return Setup(cfg, layout, sources, a.calibration or cfg.gateway.calibration)
 
 

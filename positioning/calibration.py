@@ -17,8 +17,18 @@ from typing import Any
 
 import numpy as np
 
-from .classifier import ClassifierParams, ZoneClassifier
-from .layout import Layout
+from .calibration_report import (
+    MOVED_MIN_M,
+    MovedReceiver,
+    StandVerdict,
+    fit_error_at,
+    locate_receiver,
+    receiver_advice,
+    verdict_lines,
+)
+from .classifier import ZoneClassifier
+from .errors import CalibrationError
+from .layout import FloatArray, Layout
 from .pathloss import PathLossFit, RadioModel, distances, fit_path_loss, predicted_rssi
 
 MIN_SAMPLES_PER_STAND = 3
@@ -43,6 +53,8 @@ class CalibrationResult:
     per_receiver: list[dict[str, Any]] = field(default_factory=list)
     confusable: list[dict[str, Any]] = field(default_factory=list)
     stand_accuracy: float | None = None
+    stands: list[StandVerdict] = field(default_factory=list)
+    moved: list[MovedReceiver] = field(default_factory=list)
 
     @property
     def model(self) -> RadioModel:
@@ -63,6 +75,15 @@ class CalibrationResult:
                 "stands_total": self.stands_total,
                 "stand_accuracy": self.stand_accuracy,
             },
+            "misclassified_stands": [
+                {"zone": v.zone, "start": v.start, "end": v.end, "decided": v.decided}
+                for v in self.stands
+                if not v.correct
+            ],
+            "moved_receivers": [
+                {"id": m.id, "x": m.x, "y": m.y, "distance_m": round(m.distance_m, 1)}
+                for m in self.moved
+            ],
             "receivers": self.per_receiver,
             "confusable_zones": self.confusable,
         }
@@ -73,36 +94,16 @@ class CalibrationResult:
             f"Fitted {f.n} samples from {self.stands_used} of {self.stands_total} stands: "
             f"RSSI = {f.shared_offset_db:.1f} - {10 * f.shared_exponent:.1f} log10(d), "
             f"typical error {f.residual_db:.1f} dB.",
+            "Receivers:",
         ]
+        moved = {m.id: m for m in self.moved}
         for r in self.per_receiver:
-            verdict = (
-                "good" if r["residual_db"] <= 4.0 else "fair" if r["residual_db"] <= 6.0 else "poor"
-            )
-            if r["samples"] == 0:
-                lines.append(
-                    f"  {r['id']}: never heard the reference beacon, check it is powered and placed as in the layout."
-                )
-                continue
-            lines.append(
-                f"  {r['id']}: {r['samples']} samples, offset {r['offset_db']:.1f} dBm at 1 m, "
-                f"exponent {r['exponent']:.2f}, error {r['residual_db']:.1f} dB ({verdict})"
-            )
-        if self.stand_accuracy is not None:
-            lines.append(
-                f"Stands classified into their labelled zone: {100 * self.stand_accuracy:.0f}%."
-            )
-        if self.stand_accuracy is None:
+            lines.append(receiver_advice(r, moved, float(r.get("heard_share", 1.0))))
+        if self.stand_accuracy is None and not self.stands:
             lines.append("The layout has no zones, so zone separation was not judged.")
-        elif self.confusable:
-            lines.append(
-                "Zones that are hard to tell apart (add a receiver between them or merge them):"
-            )
-            for c in self.confusable:
-                lines.append(
-                    f"  {c['a']} / {c['b']}: separation {c['separation']:.1f} (below 2 is hard)"
-                )
-        else:
-            lines.append("Every pair of zones is well separated by the fitted model.")
+            return "\n".join(lines)
+        unheard = [str(r["id"]) for r in self.per_receiver if r.get("heard_share", 1.0) == 0]
+        lines += verdict_lines(self.stands, self.confusable, unheard, list(moved))
         return "\n".join(lines)
 
 
@@ -123,32 +124,18 @@ def calibrate(
     tag_height: float = 1.1,
     ridge: float = 4.0,
 ) -> CalibrationResult:
-    """`sightings`: (receiver index, rssi, t) of the reference beacon, in any order."""
-    n_rx = len(layout.receivers)
+    """`sightings`: (receiver index, rssi, t) of the reference beacon, in any order.
+
+    Raises CalibrationError (a ShelfgateError: one line for the user) for labels naming zones
+    the layout does not have and for too little data."""
+    _check_zones(layout, stands)
     arr = np.array(list(sightings), dtype=float).reshape(-1, 3)
-    order = np.argsort(arr[:, 2], kind="stable")
-    arr = arr[order]
-    ts = arr[:, 2]
+    arr = arr[np.argsort(arr[:, 2], kind="stable")]
+    stand_means = _stand_means(layout, arr, stands)
     rx_i, d_all, rssi_all, heights = [], [], [], []
     used = 0
-    stand_means: list[tuple[Stand, dict[int, float]]] = []
-    for s in stands:
+    for s, means in stand_means:
         pos = stand_position(layout, s)
-        a, b = np.searchsorted(ts, s.start), np.searchsorted(ts, s.end, side="right")
-        seg = arr[a:b]
-        means: dict[int, float] = {}
-        counts = (
-            np.bincount(seg[:, 0].astype(np.int64), minlength=n_rx) if len(seg) else np.zeros(n_rx)
-        )
-        for i in range(n_rx):
-            # a receiver that heard less than half as often as the best one is near its
-            # sensitivity: only the luckiest advertisements got through and its mean is biased
-            # high, so it does not go into the fit
-            if counts[i] >= max(MIN_SAMPLES_PER_STAND, MIN_RECEPTION_SHARE * counts.max()):
-                means[i] = float(seg[seg[:, 0] == i, 1].mean())
-        if not means:
-            continue
-        stand_means.append((s, means))
         if pos is None:
             continue
         used += 1
@@ -160,56 +147,154 @@ def calibrate(
             rssi_all.append(m)
             heights.append(h)
     if used < 2 or len(rssi_all) < 3:
-        raise ValueError(
+        raise CalibrationError(
             f"too little calibration data: {used} usable stands with {len(rssi_all)} receiver means "
             "(need the reference beacon heard by the receivers during at least 2 labelled stands)"
         )
-    rssi_np = np.array(rssi_all)
     fit = fit_path_loss(
         np.array(rx_i, dtype=np.int64),
         np.array(d_all),
-        rssi_np,
+        np.array(rssi_all),
         layout.receiver_ids,
         ridge=ridge,
         tag_height=float(np.median(heights)),
         sensitivity_dbm=min(-90.0, float(np.percentile(arr[:, 1], 0.5)) - 1.0),
     )
-    corrections = []
-    for s, means in stand_means:
+    corrections = _corrections(layout, fit.model, stand_means)
+    fit = dataclasses.replace(
+        fit, model=dataclasses.replace(fit.model, corrections=tuple(c for _, c in corrections))
+    )
+    res = CalibrationResult(fit, used, len(stands))
+    # every reception counts for where a receiver is and whether it hears at all
+    all_means = _stand_means(layout, arr, stands, min_share=0.0)
+    res.per_receiver = _per_receiver(layout, fit.model, all_means)
+    res.moved = moved_receivers(layout, all_means, tag_height)
+    if layout.zones:
+        res.confusable = confusable_zones(layout, fit.model)
+        res.stands = judge_stands(layout, fit.model, stand_means, corrections)
+        judged = [v for v in res.stands if v.zone is not None]
+        res.stand_accuracy = sum(v.correct for v in judged) / len(judged) if judged else None
+    return res
+
+
+def _check_zones(layout: Layout, stands: list[Stand]) -> None:
+    known = {z.id for z in layout.zones}
+    unknown = sorted({s.zone for s in stands if s.zone is not None and s.zone not in known})
+    if unknown:
+        raise CalibrationError(
+            f"the labels name zones the layout {layout.store_id} does not have: "
+            f"{', '.join(unknown)} (its zones: {', '.join(sorted(known)) or 'none'})"
+        )
+
+
+def _stand_means(
+    layout: Layout, arr: FloatArray, stands: list[Stand], min_share: float = MIN_RECEPTION_SHARE
+) -> list[tuple[Stand, dict[int, float]]]:
+    """Per stand, the mean RSSI of every receiver that heard the beacon reliably during it (at
+    least `min_share` as often as the best receiver)."""
+    n_rx = len(layout.receivers)
+    ts = arr[:, 2]
+    out: list[tuple[Stand, dict[int, float]]] = []
+    for s in stands:
+        a, b = np.searchsorted(ts, s.start), np.searchsorted(ts, s.end, side="right")
+        seg = arr[a:b]
+        counts = (
+            np.bincount(seg[:, 0].astype(np.int64), minlength=n_rx) if len(seg) else np.zeros(n_rx)
+        )
+        means: dict[int, float] = {}
+        for i in range(n_rx):
+            # a receiver that heard less than half as often as the best one is near its
+            # sensitivity: only the luckiest advertisements got through and its mean is biased
+            # high, so it does not go into the fit
+            if counts[i] >= max(MIN_SAMPLES_PER_STAND, min_share * counts.max()):
+                means[i] = float(seg[seg[:, 0] == i, 1].mean())
+        if means:
+            out.append((s, means))
+    return out
+
+
+Correction = tuple[float, float, dict[str, float]]
+
+
+def _corrections(
+    layout: Layout, model: RadioModel, stand_means: list[tuple[Stand, dict[int, float]]]
+) -> list[tuple[int, Correction]]:
+    """(index into stand_means, the measured deviation from the path-loss curve at the stand)."""
+    out: list[tuple[int, Correction]] = []
+    for k, (s, means) in enumerate(stand_means):
         pos = stand_position(layout, s)
         if pos is None:
             continue
-        pred = predicted_rssi(fit.model, layout, np.array([pos[0]]), np.array([pos[1]]))[0]
-        corrections.append(
-            (pos[0], pos[1], {layout.receivers[i].id: m - float(pred[i]) for i, m in means.items()})
-        )
-    fit = dataclasses.replace(
-        fit, model=dataclasses.replace(fit.model, corrections=tuple(corrections))
-    )
-    res = CalibrationResult(fit, used, len(stands))
-    for r in layout.receivers:
-        rm = fit.model.for_receiver(r.id)
-        res.per_receiver.append(
+        pred = predicted_rssi(model, layout, np.array([pos[0]]), np.array([pos[1]]))[0]
+        res = {layout.receivers[i].id: m - float(pred[i]) for i, m in means.items()}
+        out.append((k, (pos[0], pos[1], res)))
+    return out
+
+
+def _per_receiver(
+    layout: Layout, model: RadioModel, stand_means: list[tuple[Stand, dict[int, float]]]
+) -> list[dict[str, Any]]:
+    out = []
+    for i, r in enumerate(layout.receivers):
+        rm = model.for_receiver(r.id)
+        heard = sum(i in means for _, means in stand_means)
+        out.append(
             {
                 "id": r.id,
                 "samples": rm.samples,
                 "offset_db": round(rm.offset_db, 2),
                 "exponent": round(rm.exponent, 3),
                 "residual_db": round(rm.sigma_db, 2) if rm.samples else None,
+                "heard_share": round(heard / max(len(stand_means), 1), 3),
             }
         )
-    if layout.zones:
-        res.confusable = confusable_zones(layout, fit.model)
-        clf = ZoneClassifier(layout, fit.model, ClassifierParams())
-        hits = total = 0
-        for s, means in stand_means:
-            if s.zone is None and (s.x is None):
-                continue
-            ll = clf.log_likelihood(list(means), list(means.values()))
-            total += 1
-            hits += clf.zone_ids[int(np.argmax(ll))] == s.zone
-        res.stand_accuracy = hits / total if total else None
-    return res
+    return out
+
+
+def judge_stands(
+    layout: Layout,
+    model: RadioModel,
+    stand_means: list[tuple[Stand, dict[int, float]]],
+    corrections: list[tuple[int, Correction]],
+) -> list[StandVerdict]:
+    """Each stand classified by the model fitted without that stand's own measured deviation
+    (leave one out: a stand always agrees with a model that memorised it)."""
+    out: list[StandVerdict] = []
+    for k, (s, means) in enumerate(stand_means):
+        if s.zone is None and s.x is None:
+            continue
+        others = tuple(c for j, c in corrections if j != k)
+        clf = ZoneClassifier(layout, dataclasses.replace(model, corrections=others))
+        ll = clf.log_likelihood(list(means), list(means.values()))
+        post = np.exp(ll - ll.max())
+        post /= post.sum()
+        best = int(np.argmax(ll))
+        p_true = float(post[clf.zone_ids.index(s.zone)]) if s.zone in clf.zone_ids else 0.0
+        out.append(StandVerdict(s.zone, s.start, s.end, clf.zone_ids[best], round(p_true, 3)))
+    return out
+
+
+def moved_receivers(
+    layout: Layout, stand_means: list[tuple[Stand, dict[int, float]]], tag_height: float
+) -> list[MovedReceiver]:
+    """Receivers whose stand levels fit the distance law much better from somewhere else."""
+    out: list[MovedReceiver] = []
+    for i, r in enumerate(layout.receivers):
+        spots, means = [], []
+        for s, m in stand_means:
+            pos = stand_position(layout, s)
+            if pos is not None and i in m:
+                spots.append((pos[0], pos[1], s.z if s.z is not None else tag_height))
+                means.append(m[i])
+        best = locate_receiver(layout, r.z, spots, means)
+        if best is None:
+            continue
+        bx, by, err_best = best
+        err_here = fit_error_at(r.x, r.y, r.z, spots, means)
+        dist = math.hypot(bx - r.x, by - r.y)
+        if dist >= MOVED_MIN_M and err_here > 1.8 * err_best and err_here - err_best > 2.5:
+            out.append(MovedReceiver(r.id, bx, by, dist, err_here, err_best))
+    return out
 
 
 def confusable_zones(

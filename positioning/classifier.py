@@ -31,15 +31,27 @@ from .layout import FloatArray, Layout, points_in_polygon
 from .pathloss import RadioModel, predicted_rssi
 
 BoolArray = npt.NDArray[np.bool_]
+F32Array = npt.NDArray[np.float32]
 
 
 @dataclass(frozen=True, slots=True)
 class ClassifierParams:
-    grid_step: float = 0.5
-    max_points: int = 800  # accuracy is flat from 600 to 2500 points; cost is not
+    grid_step: float = 0.8
+    max_points: int = 40_000  # a memory cap (~10 MB per receiver array), not a cost one
+    # a decision scores the floor this close to its nearest receiver (by the model), with the
+    # receivers that could hear some candidate point and hang this close to that receiver:
+    # bounded work per decision whatever the floor; decides like the whole floor in 95-100% of
+    # random spots of the three example layouts (tests/test_classifier_cost.py)
+    candidate_radius_m: float = 18.0
+    local_headroom_db: float = -25.0
+    local_radius_m: float = 30.0
     min_points_per_zone: int = 16
-    evidence_weight: float = 1.0
-    switch_rate_per_s: float = 0.3
+    # motion model and decision rule (belief.py), chosen on the TUNE split (benchmarks/stores.py)
+    evidence_weight: float = 0.5
+    zone_leave_rate_per_s: float = 0.02  # stays at a shelf last ~a minute
+    aisle_leave_rate_per_s: float = 0.1  # walks through an aisle last ~10 s
+    zone_to_zone_share: float = 0.2  # of zone exits, straight into another zone
+    smoothing_lag: int = 3  # decisions (~seconds) the reported zone waits for
     switch_ratio: float = 2.0
     confirm_s: float = 2.0
     sigma_floor_db: float = 3.0
@@ -69,24 +81,10 @@ class ZoneClassifier:
         order = np.argsort(cls, kind="stable")
         self.xs, self.ys, self.cls, self.logw = xs[order], ys[order], cls[order], logw[order]
         self.starts = np.searchsorted(self.cls, np.arange(self.n_classes))
-        self.pred = predicted_rssi(model, layout, self.xs, self.ys)  # points x receivers
-        base = np.array(
+        self._base_sigma = np.array(
             [max(model.for_receiver(r.id).sigma_db, p.sigma_floor_db) for r in layout.receivers]
         )
-        # a shopper's body blocks near-horizontal paths, not the one to a receiver overhead:
-        # the extra uncertainty grows with the horizontal share of the path
         rx = np.array([[r.x, r.y, r.z] for r in layout.receivers], dtype=float)
-        horiz = np.hypot(self.xs[:, None] - rx[None, :, 0], self.ys[:, None] - rx[None, :, 1])
-        d3 = np.sqrt(horiz**2 + (rx[None, :, 2] - model.tag_height) ** 2)
-        share = horiz / np.maximum(d3, 1e-6)
-        sig = np.sqrt(base[None, :] ** 2 + (p.extra_sigma_db * share) ** 2)  # points x receivers
-        self.inv_var = 1.0 / (sig * sig)
-        self.sigma = sig
-        # receivers x points, for the censored term
-        self._inv_sigma = np.ascontiguousarray(1.0 / sig.T)
-        self._headroom = np.ascontiguousarray((self.pred - model.sensitivity_dbm).T)
-        ivp = self.inv_var * self.pred
-        self._wt = np.ascontiguousarray(np.hstack([self.inv_var, ivp, ivp * self.pred]).T)
         self.sens = model.sensitivity_dbm
         self.shrink = 1.0 / (model.device_sigma_db**2)
         # the baseline's map: receiver -> the zone it hangs over (else the class "no zone")
@@ -107,12 +105,58 @@ class ZoneClassifier:
         prior[-1] = p.aisle_prior if class_w[-1] > 0 else 0.0
         with np.errstate(divide="ignore"):
             self._log_prior = np.log(prior)
-        # which candidate classes exist at all (a zone too small to hold a grid point still has one)
-        self._present = np.bincount(self.cls, minlength=self.n_classes) > 0
+        self._rx_offset = np.array([model.for_receiver(r.id).offset_db for r in layout.receivers])
+        self._areas = [self._area_of(a, rx, p) for a in range(len(layout.receivers))]
+
+    def _area_of(self, a: int, rx: FloatArray, p: ClassifierParams) -> _Area:
+        """The candidate points near receiver `a` and the receivers that matter there, with
+        their predicted levels and uncertainties (computed per area: memory and set-up grow
+        with the floor, never with floor x receivers)."""
+        d = np.hypot(self.xs - rx[a, 0], self.ys - rx[a, 1])
+        idx = np.flatnonzero(d <= p.candidate_radius_m)
+        if len(idx) == 0:
+            idx = np.argsort(d)[:1]
+        pred = predicted_rssi(self.model, self.layout, self.xs[idx], self.ys[idx])
+        headroom = pred - self.model.sensitivity_dbm
+        # receivers farther off add a near-constant term over the whole area: left out
+        near = np.hypot(rx[:, 0] - rx[a, 0], rx[:, 1] - rx[a, 1]) <= p.local_radius_m
+        sel = near & (headroom.max(axis=0) > p.local_headroom_db)
+        sel[a] = True
+        local = np.flatnonzero(sel)
+        pred, headroom = pred[:, local], headroom[:, local]
+        # a shopper's body blocks near-horizontal paths, not the one to a receiver overhead:
+        # the extra uncertainty grows with the horizontal share of the path
+        rl = rx[local]
+        horiz = np.hypot(self.xs[idx, None] - rl[None, :, 0], self.ys[idx, None] - rl[None, :, 1])
+        d3 = np.sqrt(horiz**2 + (rl[None, :, 2] - self.model.tag_height) ** 2)
+        share = horiz / np.maximum(d3, 1e-6)
+        sig = np.sqrt(self._base_sigma[local][None, :] ** 2 + (p.extra_sigma_db * share) ** 2)
+        iv = 1.0 / (sig * sig)
+        ivp = iv * pred
+        wt = np.stack([iv, ivp, ivp * pred], axis=2)  # points x local x 3
+        cls = self.cls[idx]  # sorted: points are ordered by class
+        # (not np.unique: its first call imports numpy.ma, ~0.1 s of every start-up)
+        present = cls[np.flatnonzero(np.diff(cls, prepend=-1))]
+        return _Area(
+            idx,
+            local,
+            present,
+            np.searchsorted(cls, present),
+            # float32: half the memory (dB-scale sums lose nothing that matters)
+            np.ascontiguousarray(wt.reshape(len(idx), -1).T, dtype=np.float32),
+            np.ascontiguousarray(headroom.T, dtype=np.float32),
+            np.ascontiguousarray((1.0 / sig).T, dtype=np.float32),
+            self.logw[idx],
+        )
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the precomputed candidate areas."""
+        return sum(a.wt.nbytes + a.headroom.nbytes + a.inv_sigma.nbytes for a in self._areas)
 
     def log_likelihood(self, heard: list[int], levels: list[float]) -> FloatArray:
         """Per-class log-likelihood of `levels` (dBm) at receivers `heard` (indices)."""
-        n_rx = self.pred.shape[1]
+        n_rx = len(self.layout.receivers)
         mask = np.zeros((1, n_rx), dtype=bool)
         lv = np.zeros((1, n_rx))
         mask[0, heard] = True
@@ -135,44 +179,69 @@ class ZoneClassifier:
         return out
 
     def _model(self, heard: BoolArray, levels: FloatArray) -> FloatArray:
-        """For each point, with residuals d = z - pred over the heard receivers and weights iv:
+        """Decisions grouped by their loudest receiver; each group scores only that receiver's
+        candidate area (`_Area`) with its local receivers, so the cost of a decision depends on
+        the density of points and receivers, not on the floor's size."""
+        out = np.full((len(levels), self.n_classes), -np.inf)
+        # the anchor: the receiver the tag is nearest to by the model (level above its gain)
+        anchor = np.where(heard, levels - self._rx_offset, -np.inf).argmax(axis=1)
+        order = np.argsort(anchor, kind="stable")
+        bounds = np.flatnonzero(np.diff(anchor[order], prepend=-1, append=-2))
+        for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+            rows = order[lo:hi]
+            area = self._areas[int(anchor[rows[0]])]
+            h = heard[rows][:, area.local]
+            out[np.ix_(rows, area.present)] = self._score(area, h, levels[rows][:, area.local])
+        return out
+
+    def _score(self, area: _Area, heard: BoolArray, levels: FloatArray) -> FloatArray:
+        """Per class present in `area`, the log-likelihood of each decision. For each point, with
+        residuals d = z - pred over the heard receivers and weights iv:
         offset = sum(iv d) / (sum(iv) + 1/device_var), and the Gaussian term
         sum(iv (d - offset)^2) = sum(iv d^2) - 2 offset sum(iv d) + offset^2 sum(iv).
-        The three sums expand into one matrix product of precomputed [iv | iv*pred | iv*pred^2]
-        with the decisions' [mask, z, z^2] columns, so a batch of decisions costs one BLAS call
-        and a few array passes, not points x receivers temporaries per decision.
+        The three sums expand into one matrix product of precomputed [iv, iv*pred, iv*pred^2]
+        with the decisions' [mask, z, z^2] columns: one BLAS call per group of decisions.
         """
         n_dec, n_rx = heard.shape
-        m = heard.astype(float)  # decisions x receivers
+        m = heard.astype(float)
         z = np.where(heard, levels, 0.0)
-        v = np.zeros((3, n_dec, 3 * n_rx))
-        v[0, :, :n_rx] = m
-        v[1, :, :n_rx] = z
-        v[1, :, n_rx : 2 * n_rx] = -m
-        v[2, :, :n_rx] = z * z
-        v[2, :, n_rx : 2 * n_rx] = -2.0 * z
-        v[2, :, 2 * n_rx :] = m
-        # decisions x points, each: sum iv, sum iv d, sum iv d^2
-        c, a, b = (v.reshape(3 * n_dec, 3 * n_rx) @ self._wt).reshape(3, n_dec, len(self.xs))
+        v = np.zeros((3, n_dec, n_rx, 3))
+        v[0, :, :, 0] = m
+        v[1, :, :, 0] = z
+        v[1, :, :, 1] = -m
+        v[2, :, :, 0] = z * z
+        v[2, :, :, 1] = -2.0 * z
+        v[2, :, :, 2] = m
+        n_pts = len(area.idx)
+        prod = v.reshape(3 * n_dec, 3 * n_rx).astype(np.float32) @ area.wt
+        c, a, b = prod.astype(np.float64).reshape(3, n_dec, n_pts)
         delta = a / (c + self.shrink)
-        # -0.5 (b - 2 delta a + delta^2 c) - 0.5 shrink delta^2, and delta (c + shrink) = a
         ll = -0.5 * (b - delta * a)
-        # receivers that do not hear the tag where the model says they should (censored):
-        # all (decision, receiver) pairs at once, summed per decision
+        # receivers that do not hear the tag where the model says they should (censored)
         dec, rxu = np.nonzero(~heard)
         if len(dec):
-            ex = (delta[dec] + self._headroom[rxu]) * self._inv_sigma[rxu]
+            ex = (delta[dec] + area.headroom[rxu]) * area.inv_sigma[rxu]
             np.maximum(ex, 0.0, out=ex)
             ex *= ex
             first = np.flatnonzero(np.diff(dec, prepend=-1))
             ll[dec[first]] -= 0.5 * np.add.reduceat(ex, first, axis=0)
-        ll += self.logw
-        # log-sum-exp per class (points are sorted by class), plus the class prior
+        ll += area.logw
         mx = ll.max(axis=1, keepdims=True)
-        sums = np.add.reduceat(np.exp(ll - mx), self.starts[self._present], axis=1)
-        out = np.full((n_dec, self.n_classes), -np.inf)
-        out[:, self._present] = np.log(sums) + mx + self._log_prior[self._present]
+        sums = np.add.reduceat(np.exp(ll - mx), area.starts, axis=1)
+        out: FloatArray = np.log(sums) + mx + self._log_prior[area.present]
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Area:
+    idx: npt.NDArray[np.int64]  # candidate points (sorted by class)
+    local: npt.NDArray[np.int64]  # receivers scored there
+    present: npt.NDArray[np.int64]  # classes with candidate points
+    starts: npt.NDArray[np.int64]  # first candidate of each present class
+    wt: F32Array  # (local x 3) x candidates: [iv, iv*pred, iv*pred^2]
+    headroom: F32Array  # local x candidates: predicted level above sensitivity
+    inv_sigma: F32Array  # local x candidates
+    logw: FloatArray  # candidates
 
 
 def _candidate_points(

@@ -19,3 +19,7 @@ class InputError(ShelfgateError):
 
     def __reduce__(self) -> tuple[type[InputError], tuple[str, str, str]]:
         return (InputError, (self.source, self.where, self.expected))  # crosses process bounds
+
+
+class CalibrationError(ShelfgateError):
+    """A calibration walk that cannot be used (unknown zones, too little data): says why."""

@@ -15,8 +15,9 @@ EDDYSTONE_UID = 0x00
 
 
 def parse_ibeacon(data: bytes) -> str | None:
-    """Apple manufacturer data (after the company id): 02 15 uuid(16) major(2) minor(2) power(1)."""
-    if len(data) != 23 or data[0] != 0x02 or data[1] != 0x15:
+    """Apple manufacturer data (after the company id): 02 15 uuid(16) major(2) minor(2) power(1),
+    possibly followed by vendor bytes (some retail beacons append a battery level: 24 bytes)."""
+    if len(data) < 23 or data[0] != 0x02 or data[1] != 0x15:
         return None
     u = data[2:18].hex()
     major = int.from_bytes(data[18:20], "big")

@@ -17,7 +17,7 @@ dropped, and at most `max_tags` tags are tracked (the least recently heard is ev
 from __future__ import annotations
 
 import math
-from collections.abc import Container, Sequence
+from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -102,7 +102,7 @@ class ZoneTracker:
         self.record_segments = record_segments
         self._tags: dict[TagId, _Tag] = {}
         self._bank = StreamBank(self.n_rx)
-        self._beliefs = Beliefs(self.classifier.n_classes)
+        self._beliefs = Beliefs(self.classifier.n_classes, lag=self.params.classifier.smoothing_lag)
         self._free: list[int] = []  # slots of dropped tags, reused first
         self._tags_by_slot: list[_Tag | None] = []  # None: a free slot
         self._rx_range = np.arange(self.n_rx)[:, None]
@@ -136,6 +136,8 @@ class ZoneTracker:
             return
         in_batch = dict.fromkeys(tags)
         slot_of = {tag: self._tag_for(tag, in_batch).slot for tag in in_batch}
+        # most recently heard last: the batch's tags in the order of their last sighting
+        self._touch(reversed(list(dict.fromkeys(reversed(tags)))))
         slots = np.fromiter(map(slot_of.__getitem__, tags), dtype=np.int64, count=n)
         order = np.argsort(slots, kind="stable")  # grouped by tag, time order within a tag
         s_slot = slots[order]
@@ -224,6 +226,7 @@ class ZoneTracker:
         """One UWB fix: filtered, then the zone under it, with the same hysteresis rule as the
         RSSI classifier (a new zone must hold for `confirm_s`; the change is dated back)."""
         st = self._tag_for(tag)
+        self._touch((tag,))
         st.last_heard = t
         if st.position is None:
             st.position = PositionFilter()
@@ -277,6 +280,12 @@ class ZoneTracker:
         for tag, st in list(self._tags.items()):
             self._drop(tag, st, min(t, st.last_heard))
 
+    def _touch(self, tags: Iterable[TagId]) -> None:
+        """Move `tags` to the end of `_tags` (most recently heard last): eviction is O(1)."""
+        d = self._tags
+        for tag in tags:
+            d[tag] = d.pop(tag)
+
     def _slot_tag(self, slot: int) -> _Tag:
         st = self._tags_by_slot[slot]
         assert st is not None, "a sighting refers to a free slot"
@@ -287,12 +296,13 @@ class ZoneTracker:
         if st is not None:
             return st
         if len(self._tags) >= self.params.max_tags:
-            # evict the least recently heard tag (not one of the batch being observed)
-            cands = [kv for kv in self._tags.items() if kv[0] not in batch]
-            if cands:
-                old_tag, old = min(cands, key=lambda kv: kv[1].last_heard)
-                self._drop(old_tag, old, old.last_heard)
-                self.evicted += 1
+            # evict the least recently heard tag (not one of the batch being observed): `_tags`
+            # is kept in the order tags were last heard, so that is the first one not in the batch
+            for old_tag, old in self._tags.items():
+                if old_tag not in batch:
+                    self._drop(old_tag, old, old.last_heard)
+                    self.evicted += 1
+                    break
         if self._free:
             slot = self._free.pop()
         else:

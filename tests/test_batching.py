@@ -152,3 +152,11 @@ def test_a_batch_where_no_decision_has_a_receiver_in_earshot() -> None:
     clf = trk.classifier
     empty = clf.log_likelihood_batch(np.zeros((0, trk.n_rx), dtype=bool), np.zeros((0, trk.n_rx)))
     assert empty.shape == (0, clf.n_classes)
+
+
+def test_eviction_drops_the_least_recently_heard_tag() -> None:
+    layout = load_layout(LAYOUT)
+    trk = ZoneTracker(layout, params=TrackerParams(max_tags=3))
+    for k, tag in enumerate(["a", "b", "c", "a", "d"]):  # a is heard again before d arrives
+        trk.observe_sightings([(f"ibeacon:x:1:{tag}", 0, -60.0, float(k))])
+    assert sorted(trk._tags) == ["ibeacon:x:1:a", "ibeacon:x:1:c", "ibeacon:x:1:d"]

@@ -75,3 +75,13 @@ def test_untrusted_json_never_raises(mfg: dict[str, object]) -> None:
 def test_ibeacon_round_trip(u: object, major: int, minor: int) -> None:
     data = frames.ibeacon_payload(str(u), major, minor)
     assert frames.parse_ibeacon(data) == f"ibeacon:{u}:{major}:{minor}"
+
+
+def test_ibeacon_with_trailing_battery_byte() -> None:
+    # retail beacons that append a battery level send 24-byte iBeacon payloads
+    data = bytes.fromhex("0215F7826DA64FA24E988024BC5B71E0893E00010007C5") + b"\x64"
+    assert frames.parse_ibeacon(data) == f"ibeacon:{UUID}:1:7"
+    assert frames.tag_id_from_json({"76": data.hex()}, None) == f"ibeacon:{UUID}:1:7"
+    # too short, or the wrong prefix, is still no frame
+    assert frames.parse_ibeacon(data[:22]) is None
+    assert frames.parse_ibeacon(b"\x02\x16" + data[2:]) is None

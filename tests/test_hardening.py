@@ -50,11 +50,18 @@ def test_key_made_once_and_event_ids_stable_across_restarts(
             seen = len(consumer.events)
             proc = start_daemon(cfg, "--source", f"replay:{small_trace}", "--exit-when-drained")
             assert wait_exit(proc, 60) == 0
-            produced = read_status(tmp_path / "data" / "outbox.db")["acked"]
+            st = read_status(tmp_path / "data" / "outbox.db")
+            produced = st["next_seq"] - 1 - sum(len(r) for r in runs)  # made by this run
+            assert st["backlog"] == 0 and produced > 0
+
+            def got(seen: int = seen) -> set[tuple[str, str]]:
+                with consumer.lock:
+                    return {(e["event_id"], e["tag"]) for e in consumer.events[seen:]}
+
             deadline = time.time() + 10
-            while time.time() < deadline and len(consumer.events) < produced:
+            while time.time() < deadline and len(got()) < produced:
                 time.sleep(0.05)
-            runs.append({(e["event_id"], e["tag"]) for e in consumer.events[seen:]})
+            runs.append(got())
     finally:
         consumer.stop()
         broker.stop()
@@ -171,15 +178,19 @@ def test_watchdog_follows_what_the_radio_delivers(
         stderr=subprocess.DEVNULL,
     )
 
-    def feeds(seconds: float) -> int:
+    def feeds(seconds: float, until: str = "") -> int:
         n, end = 0, time.time() + seconds
         while time.time() < end:
             with contextlib.suppress(TimeoutError):
-                n += sock.recv(4096).decode().startswith("WATCHDOG=1")
+                msg = sock.recv(4096).decode()
+                n += msg.startswith("WATCHDOG=1")
+                if until and msg.startswith(until):
+                    break
         return n
 
     try:
-        feeds(8.0)  # start-up (slow on a loaded machine) and the first 3 s of silence
+        feeds(60.0, until="READY=1")  # start-up (slow on a loaded machine)
+        feeds(5.0)  # the first 3 s of silence, and some
         late = feeds(4.0)  # well past source_silence_s
         assert (late >= 4) if fed else (late == 0), late
     finally:

@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"{__name__}.{name}").register(sub)
+    importlib.import_module("gateway.cloud.cli").register(sub)  # consume, paths (the cloud side)
     return ap
 
 

@@ -12,7 +12,7 @@ from gateway.clock import Clock
 from positioning.errors import ShelfgateError
 
 if TYPE_CHECKING:
-    from gateway.config import GatewayConfig
+    from gateway.config import GatewayConfig, SourceConfig
     from positioning.layout import Layout
 
 
@@ -140,7 +140,7 @@ def _check_calibration(r: Report, cal: str | None, layout: Layout | None) -> Non
         r.ok(f"calibration {cal}: every receiver fitted")
 
 
-def _check_sources(r: Report, sources: tuple[str, ...], layout: Layout) -> None:
+def _check_sources(r: Report, sources: tuple[SourceConfig, ...], layout: Layout) -> None:
     """Each source is opened as `run` opens it (URI, receiver ids); then what only the machine
     can say: does the serial port or the Bluetooth adapter exist."""
     from drivers.registry import open_source
@@ -148,9 +148,10 @@ def _check_sources(r: Report, sources: tuple[str, ...], layout: Layout) -> None:
     from positioning.tags import TagResolver
 
     ctx = SourceContext(layout, Clock().mono, TagResolver())
-    for uri in sources:
+    for spec in sources:
+        uri = spec.uri
         try:
-            src = open_source(uri, ctx)
+            src = open_source(spec, ctx)
         except ShelfgateError as e:
             r.fail(f"source {e}")
             continue
@@ -159,8 +160,24 @@ def _check_sources(r: Report, sources: tuple[str, ...], layout: Layout) -> None:
             r.fail(f"source {uri}: {missing}")
         elif uri.startswith("sim:"):
             r.warn(f"source {uri}: a simulated store, not real receivers")
+        elif getattr(src, "guard", None) is not None:  # networked receivers: listen a while
+            _check_networked(r, src)
         else:
             r.ok(f"source {src.name}")
+
+
+LISTEN_S = 5.0
+
+
+def _check_networked(r: Report, src: Any) -> None:
+    """Subscribes as `run` would and says which receivers were heard, silent or unknown."""
+    import asyncio
+
+    from drivers.network.health import findings, listen
+
+    asyncio.run(listen(src, LISTEN_S))
+    for level, msg in findings(src, LISTEN_S):
+        {"ok": r.ok, "warn": r.warn, "fail": r.fail}[level](msg)
 
 
 def _missing_device(uri: str) -> str | None:

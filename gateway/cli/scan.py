@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     from gateway.clock import Clock
     from positioning.tags import TagResolver
 
-SCANNABLE = ("bluez", "serial", "sim")
+NETWORKED = ("theengs", "espresense")
+SCANNABLE = ("bluez", "serial", "sim", *NETWORKED)
 
 
 def cmd_scan(a: argparse.Namespace) -> int:
@@ -58,7 +59,11 @@ async def _scan(a: argparse.Namespace, out: IO[bytes]) -> tuple[int, int]:
                 "scan records receivers: expected bluez:hci0 or serial:<port>?protocol=...&rx=<id>",
             )
         rx = su.params.get("rx") or su.path.rsplit("/", 1)[-1] or "hci0"
-        if su.kind == "sim":
+        if su.kind in NETWORKED:  # many receivers, named by topic: the layout says which
+            if a.layout is None:
+                raise InputError(uri, "", "networked receivers: give --layout (their ids)")
+            layout = load_layout(a.layout)
+        elif su.kind == "sim":
             layout = load_layout(su.path)
         else:
             layout = scan_layout(rx)
@@ -116,6 +121,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         required=True,
         help="bluez:hci0 or serial:<port>?protocol=bgapi|nina|dwm1001&rx=<receiver id> (repeatable)",
     )
+    s.add_argument("--layout", help="store layout (networked receivers: their receiver ids)")
     s.add_argument("--duration", type=float, default=None, help="seconds (default: until Ctrl-C)")
     s.add_argument("--jsonl", action="store_true", help="the trace format of DESIGN.md")
     s.add_argument("--out", help="write to this file instead of standard output")

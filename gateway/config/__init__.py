@@ -206,6 +206,9 @@ def _check_files(cfg: GatewayConfig, problems: Problems) -> None:
         "web.cert_file": cfg.web.cert_file,
         "web.key_file": cfg.web.key_file,
     }
+    for i, src in enumerate(cfg.sources):
+        for name in ("ca_file", "cert_file", "key_file", "password_file"):
+            files[f"sources[{i}].{name}"] = getattr(src, name)
     for key, f in files.items():
         if f is not None and not Path(f).is_file():
             problems.add(key, f"file {f} does not exist")

@@ -116,7 +116,24 @@ class OutboxConfig:
 
 @dataclass(frozen=True, slots=True)
 class SourceConfig:
+    """One `[[sources]]` table. The keys after `uri` are for networked receivers (`theengs:`,
+    `espresense:`): their broker's topic and credentials, as in `[mqtt]`; other sources have
+    no use for them. Satisfies `drivers.source.SourceSpec`."""
+
     uri: str = option("", 'a source URI, e.g. "sim:layout.toml?shoppers=20"')
+    topic: str | None = option(
+        None, 'networked receivers: the topic filter, e.g. "home/+/BTtoMQTT/#"'
+    )
+    client_id: str | None = option(None, "networked receivers: MQTT client id (default: random)")
+    username: str | None = option(None, "networked receivers: broker user name")
+    password: str | None = option(None, "networked receivers: broker password")
+    password_file: str | None = option(
+        None, "networked receivers: file holding the broker password", path=True
+    )
+    ca_file: str | None = option(None, "networked receivers: CA certificate file", path=True)
+    cert_file: str | None = option(None, "networked receivers: client certificate", path=True)
+    key_file: str | None = option(None, "networked receivers: client private key", path=True)
+    allow_plaintext: bool = option(False, "networked receivers: mqtt:// to a non-loopback host")
 
 
 @dataclass(frozen=True, slots=True)

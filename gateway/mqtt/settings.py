@@ -81,17 +81,24 @@ def full_jitter(attempt: int, base: float, cap: float, rng: random.Random) -> fl
     return rng.uniform(0.0, min(cap, base * (2.0 ** min(attempt, 30))))
 
 
-def make_client(s: LinkSettings, client_id: str | None = None, session: bool = True) -> mqtt.Client:
+def make_client(
+    s: LinkSettings,
+    client_id: str | None = None,
+    session: bool = True,
+    cls: type[mqtt.Client] | None = None,
+) -> mqtt.Client:
     """A paho client for the configured broker: protocol, credentials and TLS (verification on:
     CA from the config or the system store; a client certificate for mutual TLS). `session`:
-    keep the broker-side session (MQTT 3.1.1 clean_session off; v5 decides at connect)."""
+    keep the broker-side session (MQTT 3.1.1 clean_session off; v5 decides at connect). `cls`: a
+    subclass of paho's client (the networked receivers' buffered reader)."""
     import ssl
 
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
+    cls = cls or mqtt.Client
     v5 = s.protocol == "5"
-    client = mqtt.Client(
+    client = cls(
         callback_api_version=CallbackAPIVersion.VERSION2,
         client_id=s.client_id if client_id is None else client_id,
         protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,

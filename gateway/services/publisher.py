@@ -81,6 +81,15 @@ class Publisher:
     # ------------------------------------------------------------------ link events
     def on_connected(self, ev: Connected) -> None:
         self.connected = True
+        if not ev.session_present and self.inflight:
+            # the broker lost our session (restarted without persistence): the messages in
+            # flight will never be acknowledged under their tickets; send their events again
+            # (at least once: the backend deduplicates by event_id)
+            lost = [seq for seqs in self.inflight.values() for seq in seqs]
+            self.inflight.clear()
+            task = asyncio.get_running_loop().create_task(self._release(lost))
+            self._bg.add(task)
+            task.add_done_callback(self._bg.discard)
         self.window = max(1, min(self._mqtt.max_inflight, ev.receive_maximum))
         limit = ev.maximum_packet_size or MAX_MESSAGE_BYTES
         self.max_bytes = max(1024, min(MAX_MESSAGE_BYTES, limit - 512))
@@ -144,6 +153,10 @@ class Publisher:
                 f"; {moved} moved to the dead-letter table" if moved else "",
             )
             await asyncio.sleep(min(30.0, 2.0 ** min(self.refused, 5)))
+        self.kick()
+
+    async def _release(self, seqs: list[int]) -> None:
+        await self._store.do(lambda o: o.release(seqs))
         self.kick()
 
     async def _record_acks(self) -> None:

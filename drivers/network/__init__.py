@@ -1,0 +1,1 @@
+"""Networked receivers over MQTT: Theengs Gateway / OpenMQTTGateway and ESPresense nodes."""

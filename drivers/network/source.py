@@ -1,0 +1,254 @@
+"""Networked receivers as sources: ESP32 / Pi nodes that publish what they hear over MQTT.
+
+    [[sources]]
+    uri = "theengs:mqtt://127.0.0.1:1883"     # Theengs Gateway / OpenMQTTGateway JSON
+    topic = "home/+/BTtoMQTT/#"               # the level matched by + is the receiver id
+
+    [[sources]]
+    uri = "espresense:mqtt://127.0.0.1:1883"  # ESPresense: espresense/devices/<id>/<room>
+    topic = "espresense/devices/#"            # the last level (room) is the receiver id
+
+`mqtts://` and credentials as in `[mqtt]` (`username`, `password_file`, `ca_file`, ...).
+URI parameters: `rx=<id>` (every message is that receiver's: a topic filter without `+`),
+`rate=` messages/s per receiver (1000) with `burst=` (2000), `max_bytes=` per message (4096),
+`dedupe_ms=` (50), `max_late_s=` (2), `speed=` (1; N runs the receivers' time N times faster
+than the wall clock, for replaying a recorded store at N x over a broker, as `sim:` does).
+
+Time: these nodes send no timestamp one could trust (OpenMQTTGateway's `time` is seconds since
+its boot; Theengs and ESPresense send none), so an advertisement is stamped with the monotonic
+clock when its message arrives, on the network thread. A batch the event loop takes more than
+`max_late_s` after arrival (the loop was stalled) is dropped and counted as late: the pipeline
+has moved on. Every drop is counted per receiver (`stats`) and summarised in the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from drivers.advertisement import Advertisement
+from drivers.source import PlainSpec, SourceContext, SourceSpec, SourceUri
+from gateway.mqtt.settings import LinkSettings, parse_broker
+from positioning.errors import InputError
+
+from .guard import ReceiverGuard, ReceiverStats
+from .messages import Heard, Malformed, decode_espresense, decode_theengs
+from .subscriber import Inbox, Subscriber
+
+log = logging.getLogger(__name__)
+
+INBOX_LIMIT = 50_000  # advertisements waiting for the loop (~10 s of a busy store)
+ALIVE_S = 30.0  # while connected, an empty batch this often: the source is alive (watchdog)
+REPORT_S = 60.0
+COALESCE_S = 0.02  # advertisements are handed to the pipeline at most this often  # drop counters are summarised in the log at most this often
+
+
+class NetworkSource:
+    live = True
+    feeds: str | None = None  # many receivers, named by the topic
+    default_topic = ""
+
+    def __init__(self, uri: SourceUri, ctx: SourceContext) -> None:
+        self.uri = uri
+        self.name = uri.text
+        spec = uri.spec or PlainSpec(uri.text)
+        self.topic = spec.topic or self.default_topic
+        self.settings = _link_settings(uri, spec)
+        self.speed = uri.number("speed", 1.0)
+        self.max_late_s = uri.number("max_late_s", 2.0)
+        if self.speed <= 0 or self.max_late_s <= 0:
+            raise InputError(uri.text, "speed", "expected positive speed= and max_late_s=")
+        self.fixed_rx = ctx.receiver(uri) if "rx" in uri.params else None
+        self._levels = self.topic.split("/")
+        self._rx_level = self._receiver_level()
+        self.guard = ReceiverGuard(
+            uri.text,
+            ctx.receivers,
+            max_bytes=uri.integer("max_bytes", 4096),
+            rate=uri.number("rate", 1000.0),
+            burst=uri.number("burst", 2000.0),
+            dedupe_s=uri.number("dedupe_ms", 50.0) / 1000.0,
+        )
+        self._mono = ctx.mono
+        self._inbox = Inbox(INBOX_LIMIT)
+        self._origin: float | None = None  # first arrival: `speed` scales time from here
+        self.connected = False
+        self.ignored = 0  # messages on topics of another shape (e.g. ESPresense sub-reports)
+
+    def _receiver_level(self) -> int | None:
+        if self.fixed_rx is not None:
+            return None
+        if "+" not in self._levels:
+            raise InputError(
+                self.uri.text,
+                "topic",
+                f"{self.topic!r}: expected a + level for the receiver id (or rx=<id>)",
+            )
+        return self._levels.index("+")
+
+    def receiver_of(self, topic: str) -> str | None:
+        if self.fixed_rx is not None:
+            return self.fixed_rx
+        parts = topic.split("/")
+        assert self._rx_level is not None
+        return parts[self._rx_level] if len(parts) > self._rx_level else None
+
+    def stats(self) -> dict[str, ReceiverStats]:
+        return self.guard.stats
+
+    def exclude(self, fed: dict[str, str]) -> None:
+        """Receivers that local radios feed (see `ReceiverGuard.exclude`)."""
+        self.guard.exclude(fed)
+
+    def decode(self, obj: Any) -> Heard:
+        raise NotImplementedError
+
+    # -------------------------------------------------------------- network thread
+    def _on_message(self, topic: str, payload: bytes, dup: bool) -> None:
+        now = self._mono()
+        rx = self.receiver_of(topic)
+        if rx is None:
+            self.ignored += 1
+            return
+        st = self.guard.admit(rx, payload, now, dup)
+        if st is None:
+            return
+        try:
+            heard = self.decode(orjson.loads(payload))
+        except (orjson.JSONDecodeError, Malformed, RecursionError) as e:
+            self.guard.malformed(rx, st, str(e)[:120])
+            return
+        if self._origin is None:
+            self._origin = now
+        t = self._origin + (now - self._origin) * self.speed
+        adv = Advertisement(rx, heard.address, heard.rssi, heard.mfg, heard.svc, t, name=heard.name)
+        if self._inbox.put(adv):
+            st.accepted += 1
+            st.last_heard = now
+        else:
+            st.overflow += 1
+
+    def _on_state(self, connected: bool) -> None:
+        self.connected = connected
+
+    # -------------------------------------------------------------- event loop
+    async def batches(self) -> AsyncIterator[list[Advertisement]]:
+        loop = asyncio.get_running_loop()
+        ready = asyncio.Event()
+        self._inbox.bind(loop, ready.set)
+        sub = Subscriber(self.settings, self.topic, self._on_message, self._on_state, self.name)
+        sub.start()
+        next_report = self._mono() + REPORT_S
+        reported = 0
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(ALIVE_S):
+                        await ready.wait()
+                except TimeoutError:
+                    if self.connected:
+                        yield []  # connected, the receivers quiet: alive
+                    continue
+                await asyncio.sleep(COALESCE_S)  # let a batch gather: one pipeline step per
+                ready.clear()  # batch costs a few array operations, whatever its size
+                batch = self._fresh(self._inbox.take())
+                now = self._mono()
+                if now >= next_report:
+                    next_report = now + REPORT_S
+                    reported = self._report(reported)
+                if batch:
+                    yield batch
+        finally:
+            await loop.run_in_executor(None, sub.stop)
+
+    def _fresh(self, items: list[Advertisement]) -> list[Advertisement]:
+        """The batch without what waited too long for the loop (counted late per receiver)."""
+        if not items or self._origin is None:
+            return items
+        o = self._origin
+        oldest = o + (self._mono() - o - self.max_late_s) * self.speed
+        if items[0].t >= oldest:
+            return items
+        fresh = [a for a in items if a.t >= oldest]
+        stats = self.guard.stats
+        for a in items:
+            if a.t < oldest:
+                stats[a.receiver].late += 1
+        return fresh
+
+    def _report(self, reported: int) -> int:
+        dropped = {rx: st.dropped() for rx, st in self.guard.stats.items() if st.dropped()}
+        total = sum(dropped.values())
+        if total > reported:
+            worst = sorted(dropped.items(), key=lambda kv: -kv[1])[:5]
+            log.warning(
+                "%s: %d messages dropped so far (most: %s)",
+                self.name,
+                total,
+                ", ".join(f"{rx} {n}" for rx, n in worst),
+            )
+        return total
+
+
+class TheengsSource(NetworkSource):
+    default_topic = "home/+/BTtoMQTT/#"
+
+    def decode(self, obj: Any) -> Heard:
+        return decode_theengs(obj)
+
+
+class EspresenseSource(NetworkSource):
+    default_topic = "espresense/devices/#"
+
+    def decode(self, obj: Any) -> Heard:
+        return decode_espresense(obj)
+
+    def _receiver_level(self) -> int | None:
+        if self.fixed_rx is not None:
+            return None
+        if self._levels[-1] not in ("#", "+") and "+" not in self._levels:
+            raise InputError(
+                self.uri.text,
+                "topic",
+                f"{self.topic!r}: expected a filter, e.g. espresense/devices/#",
+            )
+        prefix = next(i for i, lv in enumerate(self._levels) if lv in ("+", "#"))
+        return prefix + 1  # <prefix>/<device id>/<room>: the room is the receiver
+
+    def receiver_of(self, topic: str) -> str | None:
+        if self.fixed_rx is not None:
+            return self.fixed_rx
+        parts = topic.split("/")
+        assert self._rx_level is not None
+        if len(parts) != self._rx_level + 1:  # a sub-report (.../<room>/<report>) or other
+            return None
+        return parts[-1]
+
+
+def _link_settings(uri: SourceUri, spec: SourceSpec) -> LinkSettings:
+    host, port, tls = parse_broker(uri.path, spec.allow_plaintext, uri.text)
+    password = spec.password
+    if spec.password_file is not None:
+        try:
+            password = Path(spec.password_file).read_text(encoding="utf-8").strip()
+        except OSError as e:
+            raise InputError(uri.text, "password_file", f"cannot read it ({e})") from None
+    return LinkSettings(
+        host=host,
+        port=port,
+        tls=tls,
+        client_id=spec.client_id or f"shelfgate-{uri.kind}-{secrets.token_hex(4)}",
+        protocol="3.1.1",  # what every hobbyist broker speaks; a clean session, QoS 0
+        username=spec.username,
+        password=password,
+        ca_file=spec.ca_file,
+        cert_file=spec.cert_file,
+        key_file=spec.key_file,
+        connect_delay_max_s=0.0,
+    )
