@@ -1,15 +1,17 @@
 """What the technician web app costs the daemon: memory and CPU with browsers connected.
 
-    python -m benchmarks.web [--shoppers 500] [--clients 5] [--warmup 40] [--window 60]
+    python -m benchmarks.web [--shoppers 500] [--clients 5] [--warmup 40] [--windows 6]
+                             [--window 20]
 
-The real daemon (`shelfgate run`, its own process) runs on a simulated store in real time
-(`sim:config/layout.toml?shoppers=N`: about N live tags) against a local mosquitto, twice:
-without the web app, and with `--web` and `--clients` live streams (server-sent events, what
-the floor map opens; one of them also follows a tag's detail, as an open tag panel does) plus
-a Prometheus scrape of /metrics every 15 s. After `--warmup` seconds, the daemon's RSS
-(/proc/PID/status VmRSS, peak over the window) and CPU time (utime + stime) over `--window`
-seconds are read. The difference between the runs is the web app's cost. Budget: +30 MB RSS,
-+10% of one core. The clients run in this process, so their own work is not counted.
+Two real daemons (`shelfgate run`, each its own process and its own mosquitto) run side by side
+on the same simulated store in real time (`sim:config/layout.toml?shoppers=N`: about N live
+tags): one without the web app, one with `--web`, `--clients` live streams (server-sent events,
+what the floor map opens; one of them also follows a tag's detail, as an open tag panel does)
+and a Prometheus scrape of /metrics every 15 s. After `--warmup` seconds, each daemon's CPU time
+(utime + stime) is read over `--windows` windows of `--window` seconds, the same windows for
+both (other load on the machine hits both alike), and its peak RSS (/proc/PID/status VmRSS).
+The difference is the web app's cost. Budget: +30 MB RSS, +10% of one core. The clients run in
+this process, so their own work is not counted.
 """
 
 from __future__ import annotations
@@ -20,12 +22,14 @@ import http.client
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import urllib.request
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -79,9 +83,17 @@ class StreamClient(threading.Thread):
                 self.messages += 1
 
 
-def measure(
-    d: Path, shoppers: int, web: bool, clients: int, warmup: float, window: float
-) -> dict[str, Any]:
+@dataclass
+class Run:
+    web: bool
+    proc: subprocess.Popen[bytes]
+    broker: Broker
+    port: int
+    cpu: list[float] = field(default_factory=list)  # share of one core, per window
+    peak_rss: float = 0.0
+
+
+def start(d: Path, shoppers: int, web: bool) -> Run:
     broker = Broker(d).start()
     port = free_port()
     (d / "pw").write_text(PASSWORD)
@@ -98,55 +110,46 @@ def measure(
         args += ["--web", f"127.0.0.1:{port}"]
     env = dict(os.environ, SHELFGATE_CLOCK_SYNCED="1")
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    streams: list[StreamClient] = []
-    try:
-        if web:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    get(f"http://127.0.0.1:{port}/api/v1/state")
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.2)
-        time.sleep(warmup / 2)  # the store fills (a wait for the simulation, not for a result)
-        tags = 0
-        if web:
-            state = get(f"http://127.0.0.1:{port}/api/v1/state")
-            tags = len(state["tags"])
-            follow = state["tags"][0]["tag"] if state["tags"] else ""
-            for i in range(clients):
-                q = f"?tag={follow}" if i == 0 and follow else ""
-                streams.append(StreamClient(port, q))
-            for s in streams:
-                s.start()
-        time.sleep(warmup / 2)
-        c0, t0 = cpu_s(proc.pid), time.monotonic()
-        peak = rss_mb(proc.pid)
-        next_scrape = 0.0
+    return Run(web, proc, broker, port)
+
+
+def wait_up(port: int) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            get(f"http://127.0.0.1:{port}/api/v1/state")
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def stop(run: Run) -> None:
+    run.proc.send_signal(signal.SIGTERM)
+    run.proc.wait(30)
+    run.broker.stop()
+
+
+def measure(runs: list[Run], windows: int, window: float, port: int) -> None:
+    """Both daemons over the same windows: load from elsewhere on the machine hits both."""
+    next_scrape = 0.0
+    for _ in range(windows):
+        c0 = [cpu_s(r.proc.pid) for r in runs]
+        t0 = time.monotonic()
         while time.monotonic() - t0 < window:
-            peak = max(peak, rss_mb(proc.pid))
-            if web and time.monotonic() >= next_scrape:
+            for r in runs:
+                r.peak_rss = max(r.peak_rss, rss_mb(r.proc.pid))
+            if time.monotonic() >= next_scrape:  # Prometheus, every 15 s
                 next_scrape = time.monotonic() + 15
                 req = urllib.request.Request(
                     f"http://127.0.0.1:{port}/metrics", headers={"Authorization": AUTH}
                 )
                 urllib.request.urlopen(req, timeout=10).read()
             time.sleep(0.5)
-        cpu = (cpu_s(proc.pid) - c0) / (time.monotonic() - t0)
-        if web:
-            tags = len(get(f"http://127.0.0.1:{port}/api/v1/state")["tags"])
-        msgs = [s.messages for s in streams]
-        sizes = [s.bytes / max(s.messages, 1) for s in streams]
-        return {"web": web, "rss_mb": round(peak, 1), "cpu_core": round(cpu, 3), "tags": tags,
-                "stream_messages": msgs, "bytes_per_message": round(max(sizes, default=0))}  # fmt: skip
-    finally:
-        for s in streams:
-            s.stop.set()
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
-        broker.stop()
+        dt = time.monotonic() - t0
+        for r, c in zip(runs, c0, strict=True):
+            r.cpu.append((cpu_s(r.proc.pid) - c) / dt)
 
 
 def main() -> None:
@@ -156,21 +159,41 @@ def main() -> None:
     ap.add_argument("--shoppers", type=int, default=500)
     ap.add_argument("--clients", type=int, default=5)
     ap.add_argument("--warmup", type=float, default=40.0)
-    ap.add_argument("--window", type=float, default=60.0)
+    ap.add_argument("--windows", type=int, default=6)
+    ap.add_argument("--window", type=float, default=20.0)
     a = ap.parse_args()
-    runs = []
-    for web in (False, True):
-        with tempfile.TemporaryDirectory() as d:
-            runs.append(measure(Path(d), a.shoppers, web, a.clients, a.warmup, a.window))
-            print(json.dumps(runs[-1]), flush=True)
-    base, with_web = runs
-    d_rss = with_web["rss_mb"] - base["rss_mb"]
-    d_cpu = with_web["cpu_core"] - base["cpu_core"]
+    with tempfile.TemporaryDirectory() as d1, tempfile.TemporaryDirectory() as d2:
+        base, web = start(Path(d1), a.shoppers, False), start(Path(d2), a.shoppers, True)
+        streams: list[StreamClient] = []
+        try:
+            wait_up(web.port)
+            time.sleep(a.warmup / 2)  # the store fills (the simulation's time, not a result's)
+            state = get(f"http://127.0.0.1:{web.port}/api/v1/state")
+            follow = state["tags"][0]["tag"] if state["tags"] else ""
+            streams = [StreamClient(web.port, f"?tag={follow}" if i == 0 and follow else "")
+                       for i in range(a.clients)]  # fmt: skip
+            for s in streams:
+                s.start()
+            time.sleep(a.warmup / 2)
+            measure([base, web], a.windows, a.window, web.port)
+            tags = len(get(f"http://127.0.0.1:{web.port}/api/v1/state")["tags"])
+        finally:
+            for s in streams:
+                s.stop.set()
+            stop(base)
+            stop(web)
+    diffs = sorted(w - b for w, b in zip(web.cpu, base.cpu, strict=True))
+    for r in (base, web):
+        print(json.dumps({"web": r.web, "peak_rss_mb": round(r.peak_rss, 1),
+                          "cpu_core_per_window": [round(c, 3) for c in r.cpu]}))  # fmt: skip
+    print(json.dumps({"stream_messages": [s.messages for s in streams],
+                      "bytes_per_message": round(max(s.bytes / max(s.messages, 1) for s in streams))}))  # fmt: skip
     print(
-        f"web app with {a.clients} streams, {with_web['tags']} live tags: "
-        f"RSS {base['rss_mb']:.1f} -> {with_web['rss_mb']:.1f} MB ({d_rss:+.1f} MB, budget +30), "
-        f"CPU {base['cpu_core']:.1%} -> {with_web['cpu_core']:.1%} of one core "
-        f"({d_cpu * 100:+.1f} points, budget +10)"
+        f"web app with {a.clients} streams, {tags} live tags: peak RSS {base.peak_rss:.1f} -> "
+        f"{web.peak_rss:.1f} MB ({web.peak_rss - base.peak_rss:+.1f} MB, budget +30); CPU "
+        f"{statistics.median(base.cpu):.1%} -> {statistics.median(web.cpu):.1%} of one core, "
+        f"difference per window median {statistics.median(diffs) * 100:+.1f} points "
+        f"(min {diffs[0] * 100:+.1f}, max {diffs[-1] * 100:+.1f}; budget +10)"
     )
 
 

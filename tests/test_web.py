@@ -167,6 +167,12 @@ def test_metrics_parse_as_prometheus_text(gw: Daemon) -> None:
     assert samples[("shelfgate_mqtt_connected", ())] == 1.0
     assert fams["shelfgate_adverts"].type == "counter"
     assert ("shelfgate_events_total", (("type", "dwell"),)) in samples
+    # every event the pipeline makes is counted (dwell events: min_dwell_s = 5 here)
+    wait_for(
+        "dwell events counted",
+        lambda: gw.metrics()[("shelfgate_events_total", (("type", "dwell"),))] > 0 or None,
+        60.0,
+    )
 
 
 def test_tag_detail_api(gw: Daemon) -> None:
@@ -305,3 +311,26 @@ def test_a_receiver_that_hears_nothing_turns_silent(tmp_path: Path, browser: Any
         page.wait_for_selector('[data-receiver="rx-far"].silent', timeout=10_000)
         page.wait_for_selector('[data-receiver="rx01"].ok', timeout=10_000)
         assert page.locator("#rx-table td.state-silent").count() == 1
+
+
+def test_a_bad_web_address_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    import subprocess
+
+    from .conftest import ROOT, shelfgate
+    from .mqtt_helpers import env
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    busy = f"127.0.0.1:{taken.getsockname()[1]}"
+    for listen, says in (("nonsense", 'expected "HOST:PORT"'), (busy, "cannot listen")):
+        r = subprocess.run(
+            shelfgate("run", "--data-dir", str(tmp_path / "data"), "--web", listen,
+                      "--broker", f"mqtt://127.0.0.1:{free_port()}"),
+            cwd=ROOT, env=env(), capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert r.returncode == 2, r.stderr
+        errors = [x for x in r.stderr.splitlines() if x.startswith("shelfgate run:")]
+        assert len(errors) == 1 and "Traceback" not in r.stderr, r.stderr
+        assert "web.listen" in errors[0] and says in errors[0], r.stderr
+    taken.close()

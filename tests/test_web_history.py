@@ -39,10 +39,18 @@ def test_the_tap_sees_live_readings_only() -> None:
     p = build_pipeline(GatewayConfig(), layout, None, clock=clock)
     rec = LiveRecorder(p, rssi_rows=64)
     p.tap = rec
-    ads = [
-        Advertisement("rx01", "AA:BB:CC:DD:EE:FF", -60 - k % 3, FRAME, {}, 1000.0 + k * 0.1)
-        for k in range(30)
-    ] + [Advertisement("rx02", "11:22:33:44:55:66", -80, {}, {}, 1003.0)]  # not a tag
+    ads = (
+        [
+            Advertisement("rx01", "AA:BB:CC:DD:EE:FF", -60 - k % 3, FRAME, {}, 1000.0 + k * 0.1)
+            for k in range(30)
+        ]
+        + [
+            Advertisement("rx03", "AA:BB:CC:DD:EE:FF", -75 - k, FRAME, {}, 1000.05 + k * 0.2)
+            for k in range(10)
+        ]
+        + [Advertisement("rx02", "11:22:33:44:55:66", -80, {}, {}, 1003.0)]
+    )  # not a tag
+    ads.sort(key=lambda a: a.t)  # reception order
     p.feed(ads)
     i1, i2 = p.tracker.rx_index["rx01"], p.tracker.rx_index["rx02"]
     assert rec.adverts[i1] == 30 and rec.adverts[i2] == 1  # every advert counts for health
@@ -51,9 +59,13 @@ def test_the_tap_sees_live_readings_only() -> None:
     )  # the batch's last reading: when its receivers were heard
     h = rec.history(TAG, 0.0)
     t, raw, filt = h.rssi[i1]
-    assert len(t) == 30 and raw.tolist() == [a.rssi for a in ads[:30]]
+    assert len(t) == 30 and raw.tolist() == [a.rssi for a in ads if a.receiver == "rx01"]
     view = p.tag_view(TAG)
     assert view is not None and filt[-1] == np.float32(view.level[i1])
+    i3 = p.tracker.rx_index["rx03"]
+    _, raw3, filt3 = h.rssi[i3]
+    assert raw3.tolist() == [-75.0 - k for k in range(10)] and rec.adverts[i3] == 10
+    assert filt3[-1] == np.float32(view.level[i3]) and view.level[i3] != view.level[i1]
     assert abs(float(view.probs.sum()) - 1.0) < 1e-9
     # a trace's blocks (replay) never pass the tap
     blk = SightingBlock([TAG], np.array([i1]), np.array([-50.0]), np.array([2000.0]))

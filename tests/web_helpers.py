@@ -61,6 +61,18 @@ class Daemon:
         except urllib.error.HTTPError as e:
             return e.code, e.read()
 
+    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        """(sample name, sorted labels) -> value, parsed by prometheus_client's own parser."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        status, body = self.get("/metrics")
+        assert status == 200, body
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for f in text_string_to_metric_families(body.decode())
+            for s in f.samples
+        }
+
     def state(self) -> dict[str, Any]:
         status, body = self.get("/api/v1/state")
         assert status == 200, body
@@ -78,6 +90,8 @@ id = "gw-web"
 data_dir = "{d / "data"}"
 [privacy]
 secret = "test-secret-0123456789"
+[pipeline]
+min_dwell_s = 5.0
 [mqtt]
 broker = "{broker}"
 connect_delay_max_s = 0.0

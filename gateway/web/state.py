@@ -20,7 +20,7 @@ from gateway.services.store import OutboxWorker
 from positioning.layout import Layout
 from positioning.tracker import TagView
 
-from .history import LiveRecorder, TagHistory, tag_key
+from .history import LiveRecorder, TagHistory, tag_keys
 
 RATE_WINDOW_S = 10.0  # adverts/s over this window
 SILENT_AFTER_S = 15.0  # a receiver unheard this long is "silent" ...
@@ -101,7 +101,7 @@ class LiveState:
         live = [v for v in self.views if not v.lost]
         if live:
             probs = np.stack([v.probs for v in live])
-            self.recorder.sample_probs([tag_key(v.tag) for v in live], self.pipeline.now(), probs)
+            self.recorder.sample_probs(tag_keys([v.tag for v in live]), self.pipeline.now(), probs)
 
     # ------------------------------------------------------------------ views
     def mqtt_connected(self) -> bool:
