@@ -79,9 +79,16 @@ class Committer:
     async def flush(self) -> None:
         stays = self._stays()
         if not self._pending:
-            if signature(stays) != self._saved_stays and not self.alert:
-                await self._store.do(lambda o: o.save_stays(stays))
+            if signature(stays) != self._saved_stays or self.alert:  # (the alert: a retry)
+                try:
+                    await self._store.do(lambda o: o.save_stays(stays))
+                except sqlite3.OperationalError as e:
+                    if not disk_full(e):
+                        raise
+                    await self._disk_full(e)
+                    return
                 self._saved_stays = signature(stays)
+                await self._recovered()
             return
         batch = self._pending
         bodies = [e.body() for e in batch]
