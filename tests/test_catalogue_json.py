@@ -34,7 +34,7 @@ def test_same_value_as_json_loads(doc: str) -> None:
         '{"version": 1, "offers": [{"id": "a"},]}',  # a trailing comma
         '{"version": 1, "offers": [{"id": "a"}]',  # truncated
         '{"version": 1 "offers": []}',
-        '{version: 1}',
+        "{version: 1}",
         '{"version": 1, "offers": [NaN]}',
         '{"version": 1, "offers": [Infinity]}',
         '{"version": 1} trailing',
