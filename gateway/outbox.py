@@ -6,7 +6,8 @@ Promises (../shared/RELIABILITY.md R1, R3-R5, R12):
 - every event gets a gapless, increasing `seq` at commit (a counter in the same transaction, so
   a seq is never reused even after rows are deleted) and keeps its `event_id`;
 - a row leaves only through `ack` (a successful PUBACK) or the documented overflow policy;
-- a byte quota bounds the database: when an append would pass it, the overflow policy drops
+- a quota bounds the database's size (pages in use): when an append would pass it, the
+  overflow policy drops
   the least valuable rows first: `dwell_threshold` events (their moment has passed; the `dwell`
   event carries the stay) before `dwell` events, oldest first, never rows in flight. Every drop
   is counted in a persisted counter (`dropped_<type>`), reported upstream in the status;
@@ -69,6 +70,8 @@ class Outbox:
         self.quota_bytes = quota_bytes
         self._wall = (clock or Clock()).wall
         self.conn = self._open_checked()
+        self._page_size = int(self.conn.execute("PRAGMA page_size").fetchone()[0])
+        self._quota_stuck = False
         self.db = sqlite_utils.Database(self.conn)
         self._migrate()
         self._inflight: set[int] = set()
@@ -228,13 +231,42 @@ class Outbox:
             self._enforce_quota()
         return seqs
 
+    def db_bytes(self) -> int:
+        """The database's size in use: its pages minus the free ones (freed pages are reused
+        before the file grows, so the file stays at the high-water mark of this figure)."""
+        pages = self.conn.execute("PRAGMA page_count").fetchone()[0]
+        free = self.conn.execute("PRAGMA freelist_count").fetchone()[0]
+        return int((pages - free) * self._page_size)
+
     def _enforce_quota(self) -> None:
-        over = self._counter("bytes") - self.quota_bytes
-        if over <= 0:
-            return
-        inflight = self._inflight
-        for kind in DROP_ORDER:
+        """`quota_bytes` bounds the database (`db_bytes`: events with their indexes and page
+        slack, the offer catalogue, trigger history, stays). Past it, rows go in DROP_ORDER; a
+        row's share of the pages is estimated from the last measurement and the figure measured
+        again after each round, so a few rounds settle it."""
+        for _ in range(8):
+            used = self.db_bytes()
+            over = used - self.quota_bytes
             if over <= 0:
+                self._quota_stuck = False
+                return
+            payload = self._counter("bytes")
+            if payload <= 0:
+                break
+            # bytes of JSON to drop for `over` bytes of pages: indexes and slack come on top of
+            # the JSON (about 1.5x); more than 3x would mean the pages hold something else
+            ratio = min(max(used / payload, 1.0), 3.0)
+            if not self._drop_payload(max(1, int(over / ratio))):
+                break
+        if not self._quota_stuck:  # said once, not at every commit
+            log.warning("outbox over its quota with nothing left that may be dropped")
+            self._quota_stuck = True
+
+    def _drop_payload(self, target: int) -> bool:
+        """Drops rows worth `target` bytes of JSON in DROP_ORDER (never rows in flight)."""
+        inflight = self._inflight
+        freed_any = False
+        for kind in DROP_ORDER:
+            if target <= 0:
                 break
             rows = self.conn.execute(
                 "SELECT seq, size FROM events WHERE type = ? ORDER BY seq", (kind,)
@@ -242,7 +274,7 @@ class Outbox:
             drop: list[int] = []
             freed = 0
             for seq, size in rows:
-                if over - freed <= 0:
+                if freed >= target:
                     break
                 if seq in inflight:
                     continue
@@ -252,10 +284,10 @@ class Outbox:
                 self.conn.executemany("DELETE FROM events WHERE seq = ?", [(s,) for s in drop])
                 self._bump(f"dropped_{kind}", len(drop))
                 self._bump("bytes", -freed)
-                over -= freed
+                target -= freed
+                freed_any = True
                 log.warning("outbox over its quota: dropped %d %s events", len(drop), kind)
-        if over > 0:
-            self._bump("dropped_other", 0)
+        return freed_any
 
     # ------------------------------------------------------------------ stays
     def save_stays(self, stays: Iterable[SuspendedStay]) -> None:

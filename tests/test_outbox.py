@@ -32,33 +32,49 @@ def test_seq_gapless_and_never_reused(tmp_path: Path) -> None:
 
 
 def test_quota_policy_order_and_persisted_counters(tmp_path: Path) -> None:
-    ob = Outbox(tmp_path / "o.db", quota_bytes=20_000)
-    ob.append([ev(i, "dwell", 200) for i in range(40)])
-    ob.append([ev(100 + i, "dwell_threshold", 200) for i in range(40)])
+    ob = Outbox(tmp_path / "o.db", quota_bytes=300_000)
+    ob.append([ev(i, "dwell", 2000) for i in range(40)])
+    ob.append([ev(100 + i, "dwell_threshold", 2000) for i in range(100)])
     st = ob.stats()
-    assert st["backlog_bytes"] <= 20_000
+    assert ob.db_bytes() <= 300_000
     # thresholds go first: every dwell survives while thresholds remain to drop
     kinds = [r[0] for r in ob.conn.execute("SELECT type FROM events")]
     assert kinds.count("dwell") == 40
-    assert st["drops"] == {"dwell_threshold": 80 - len(kinds)}
-    ob.append([ev(200 + i, "dwell", 200) for i in range(60)])  # now dwells must go, oldest first
+    assert st["drops"] == {"dwell_threshold": 140 - len(kinds)}
+    ob.append([ev(200 + i, "dwell", 2000) for i in range(150)])  # now dwells must go, oldest first
     seqs = [r[0] for r in ob.conn.execute("SELECT seq FROM events WHERE type='dwell' ORDER BY seq")]
-    assert seqs[-1] == 140 and "dwell" in ob.stats()["drops"]
+    assert seqs[-1] == 290 and "dwell" in ob.stats()["drops"]
     assert all(k == "dwell" for k in [r[0] for r in ob.conn.execute("SELECT type FROM events")])
     drops = ob.stats()["drops"]
     ob.close()
     # counters are persisted and reported after a restart
     assert read_status(tmp_path / "o.db")["drops"] == drops
-    assert Outbox(tmp_path / "o.db", quota_bytes=20_000).stats()["drops"] == drops
+    assert Outbox(tmp_path / "o.db", quota_bytes=300_000).stats()["drops"] == drops
+
+
+def test_quota_bounds_the_database_file(tmp_path: Path) -> None:
+    """`quota_mb` is the database's size, as documented: pages in use (indexes, slack and the
+    other tables included), not the events' JSON bytes, and the file itself stays near it."""
+    quota = 400_000
+    db = tmp_path / "o.db"
+    ob = Outbox(db, quota_bytes=quota)
+    for b in range(30):  # 20 events of ~1 KB per commit, 600 KB of JSON in all
+        ob.append([ev(b * 20 + i, "dwell", 1000) for i in range(20)])
+        assert ob.db_bytes() <= quota
+    st = ob.stats()
+    assert st["drops"]["dwell"] > 0
+    assert st["backlog_bytes"] > quota / 3  # the quota is used, not emptied
+    ob.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    assert db.stat().st_size <= quota + 3 * 20 * 1100  # at most a commit or so past the quota
 
 
 def test_inflight_rows_are_not_dropped(tmp_path: Path) -> None:
-    ob = Outbox(tmp_path / "o.db", quota_bytes=5_000)
-    ob.append([ev(i, "dwell", 200) for i in range(10)])
+    ob = Outbox(tmp_path / "o.db", quota_bytes=100_000)
+    ob.append([ev(i, "dwell", 2000) for i in range(10)])
     claimed = {r.seq for r in ob.claim(5, 1 << 20)}
-    ob.append([ev(100 + i, "dwell", 200) for i in range(30)])
+    ob.append([ev(100 + i, "dwell", 2000) for i in range(60)])
     left = {r[0] for r in ob.conn.execute("SELECT seq FROM events")}
-    assert claimed <= left
+    assert ob.stats()["drops"]["dwell"] > 0 and claimed <= left
 
 
 def test_refused_rows_dead_letter_after_max_attempts(tmp_path: Path) -> None:
