@@ -304,3 +304,53 @@ def test_missing_trace_leaves_the_events_file_alone(tmp_path: Path) -> None:
     )
     assert res.returncode == 2 and "file not found" in res.stderr
     assert events.read_text() == '{"kept": true}\n'
+
+
+def test_lines_out_of_time_order_and_truncated_lines_are_named(store: Path, tmp_path: Path) -> None:
+    """A block of lines 4000 s in the past is named (receiver, how far back) and skipped, and a
+    truncated line without a beacon frame counts as malformed, not as "without a beacon frame";
+    the events are those of the clean trace."""
+    lines = (store / "trace.jsonl").read_text().splitlines()[:150000]
+    clean = tmp_path / "clean.jsonl"
+    clean.write_text("\n".join(lines) + "\n")
+    past = []
+    for ln in lines[1000:1400]:
+        o = json.loads(ln)
+        o["t"] -= 4000.0
+        past.append(json.dumps(o))
+    truncated = '{"t": 1767261700.0, "rx": "rx01", "addr": "aa:bb'
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("\n".join(lines[:100000] + past + [truncated] + lines[100000:]) + "\n")
+    layout = str(ROOT / "config" / "layout.toml")
+    cfg = tmp_path / "gateway.toml"
+    cfg.write_text('[privacy]\nsecret = "order-test-secret-0123"\n')
+    out = {}
+    for name, trace in (("clean", clean), ("bad", bad)):
+        res = run(
+            "replay",
+            str(trace),
+            "--layout",
+            layout,
+            "--events",
+            f"{tmp_path}/ev-{name}.jsonl",
+            "--config",
+            str(cfg),
+            "--workers",
+            "1",
+        )
+        out[name] = res.stderr
+    late = sum(1 for ln in past if '"0215' in ln or '"beac' in ln or "feaa" in ln)
+    assert late and f"{late} out of time order" in out["bad"], out["bad"]
+    assert re.search(r"receiver 'rx\d+' at t=[\d.]+ is 4\d\d\d s before", out["bad"])
+    assert "1 malformed" in out["bad"] and f"{bad}:100401: skipped: truncated" in out["bad"]
+    frameless = [
+        re.search(r"(\d+) without a beacon frame", out[n]).group(1) for n in ("clean", "bad")
+    ]  # type: ignore[union-attr]
+    assert int(frameless[1]) == int(frameless[0]) + (len(past) - late)
+    ids = {
+        n: [
+            json.loads(x)["event_id"] for x in (tmp_path / f"ev-{n}.jsonl").read_text().splitlines()
+        ]
+        for n in ("clean", "bad")
+    }
+    assert ids["clean"] and ids["clean"] == ids["bad"]

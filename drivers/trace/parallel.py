@@ -152,7 +152,9 @@ def _merge(total: TraceStats, parts: list[TraceStats], src: str) -> None:
         total.skipped_no_frame += part.skipped_no_frame
         total.bad_lines += part.bad_lines
         total.unknown_receiver += part.unknown_receiver
+        total.out_of_order += part.out_of_order
         total.bad_examples.extend(part.bad_examples)
+        total.order_examples.extend(part.order_examples[: MAX_REPORTED - len(total.order_examples)])
     # the first few bad lines of the file ("path:line: why"), whichever worker met them
     total.bad_examples.sort(key=lambda e: int(e[len(src) + 1 :].split(":", 1)[0]))
     del total.bad_examples[MAX_REPORTED:]

@@ -30,6 +30,11 @@ log = logging.getLogger(__name__)
 
 FRAME_MARKERS = (b"0215", b"beac", b"feaa")
 MAX_REPORTED = 5
+# a trace is in time order (DESIGN.md); receivers merged by arrival may be a little out of it,
+# but a sighting further back than this would be taken on a clock that has moved on
+ORDER_TOLERANCE_S = 5.0
+_CLOSE = ord("}")
+_TRAILING = (ord("\r"), ord(" "), ord("\t"))
 
 
 @dataclass(slots=True)
@@ -39,9 +44,12 @@ class TraceStats:
     skipped_no_frame: int = 0
     bad_lines: int = 0
     unknown_receiver: int = 0
+    out_of_order: int = 0  # sightings more than ORDER_TOLERANCE_S before the latest time read
     first_t: float | None = None
     last_t: float | None = None
+    max_t: float = float("-inf")  # the latest time read so far (this reader's blocks)
     bad_examples: list[str] = field(default_factory=list)
+    order_examples: list[str] = field(default_factory=list)
 
     def bad(self, path: str, lineno: int, why: str) -> None:
         self.bad_lines += 1
@@ -86,10 +94,11 @@ def candidate_lines(
     block: int = 1 << 22,
     start: int = 0,
     end: int | None = None,
-) -> Iterator[tuple[int, list[bytes], npt.NDArray[np.int64], int]]:
+) -> Iterator[tuple[int, list[bytes], npt.NDArray[np.int64], int, npt.NDArray[np.int64]]]:
     """Scan the file (or its bytes `start` to `end`, both line starts) in large blocks; per block
     yield (lines before it in the range, the lines containing a needle (case-insensitive), their
-    indices in the block, lines in the block).
+    indices in the block, lines in the block, indices of the other lines that cannot be a JSON
+    object: not blank and not ending in `}`, e.g. truncated by a power cut).
 
     The needles are searched in the lower-cased block at C speed and mapped to lines with numpy,
     so lines that cannot hold a frame never reach Python code: this is where most of replay's
@@ -124,12 +133,28 @@ def candidate_lines(
             idx = idx[np.diff(idx, prepend=-1) != 0]  # each line once
             starts = np.where(idx > 0, newlines[idx - 1] + 1, 0).tolist()
             lines = [chunk[a:b] for a, b in zip(starts, newlines[idx].tolist(), strict=True)]
-            yield lineno, lines, idx, len(newlines)
+            yield lineno, lines, idx, len(newlines), _broken(chunk, newlines, idx)
             lineno += len(newlines)
     finally:
         close = getattr(fh, "close", None)
         if close is not None:
             close()
+
+
+def _broken(
+    chunk: bytes, newlines: npt.NDArray[np.int64], hits: npt.NDArray[np.int64]
+) -> npt.NDArray[np.int64]:
+    """Indices of the lines (not among `hits`) whose last byte, trailing whitespace aside, is not
+    `}`; blank lines are not counted. Vectorised: a look at two bytes per line."""
+    buf = np.frombuffer(chunk, dtype=np.uint8)
+    starts = np.concatenate(([0], newlines[:-1] + 1))
+    end = newlines - 1  # the last byte of each line (or the previous newline if it is empty)
+    last = np.where(end >= starts, buf[np.maximum(end, 0)], 10)
+    ws = np.isin(last, _TRAILING) & (end - 1 >= starts)
+    last = np.where(ws, buf[np.maximum(end - 1, 0)], last)
+    bad = (last != _CLOSE) & (last != 10) & ~np.isin(last, _TRAILING)
+    bad[hits] = False
+    return np.flatnonzero(bad)
 
 
 class _Irregular(Exception):
@@ -155,9 +180,14 @@ def read_blocks(
     needles = [*FRAME_MARKERS, *(a.encode() for a in resolver.registered)]
     loads = orjson.loads
     first_line = 0 if start == 0 else -1  # a range's line numbers are counted when needed
-    for base, lines, idx, n_lines in candidate_lines(path, needles, start=start, end=end):
+    for base, lines, idx, n_lines, broken in candidate_lines(path, needles, start=start, end=end):
         stats.lines += n_lines
-        stats.skipped_no_frame += n_lines - len(lines)
+        stats.skipped_no_frame += n_lines - len(lines) - len(broken)
+        if len(broken):
+            if first_line < 0:
+                first_line = (lines_before or LineCounter(path).lines_before)(start)
+            for lineno in (broken + first_line + base + 1).tolist():
+                stats.bad(src, lineno, "truncated, or not a JSON object")
         if not lines:
             continue
         try:
@@ -169,6 +199,8 @@ def read_blocks(
             objs = _valid_objects(lines, linenos, src, stats)
             tags, rx, rssi, t = _columns(objs, rx_index, resolver, stats)
         if tags:
+            tags, rx, rssi, t = _in_order(tags, rx, rssi, t, stats, src, rx_index)
+        if tags:
             if stats.first_t is None:
                 stats.first_t = t[0]
             stats.last_t = t[-1]
@@ -179,6 +211,45 @@ def read_blocks(
                 np.array(rssi, dtype=np.float64),
                 np.array(t, dtype=np.float64),
             )
+
+
+def _in_order(
+    tags: list[str],
+    rx: list[int],
+    rssi: list[float],
+    t: list[float],
+    stats: TraceStats,
+    src: str,
+    rx_index: dict[str, int],
+) -> tuple[list[str], list[int], list[float], list[float]]:
+    """Drops (counted, the first few named) sightings more than ORDER_TOLERANCE_S before the
+    latest time read before them: the pipeline's clock has moved past them, and taking them
+    would silently cut stays short. One vectorised pass; the Python loop only when one is late."""
+    ta = np.asarray(t)
+    before = np.maximum.accumulate(np.concatenate(([stats.max_t], ta)))
+    stats.max_t = float(before[-1])
+    late = ta < before[:-1] - ORDER_TOLERANCE_S
+    if not late.any():
+        return tags, rx, rssi, t
+    names = {i: r for r, i in rx_index.items()}
+    keep = (~late).tolist()
+    for k in np.flatnonzero(late).tolist():
+        stats.out_of_order += 1
+        if len(stats.order_examples) < MAX_REPORTED:
+            why = (
+                f"{src}: receiver {names.get(rx[k], rx[k])!r} at t={t[k]:.3f} is "
+                f"{before[k] - t[k]:.0f} s before the trace's latest time: skipped (a trace must "
+                f"be in time order; sort it by t)"
+            )
+            stats.order_examples.append(why)
+            log.warning("%s", why)
+    pick = [k for k, ok in enumerate(keep) if ok]
+    return (
+        [tags[k] for k in pick],
+        [rx[k] for k in pick],
+        [rssi[k] for k in pick],
+        [t[k] for k in pick],
+    )
 
 
 _NUMBER = {int, float}  # JSON numbers (true/false are not an RSSI or a time)

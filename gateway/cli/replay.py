@@ -55,7 +55,7 @@ def cmd_replay(a: argparse.Namespace) -> int:
     print(
         f"replayed {st.lines} lines ({st.sightings} tag sightings, {st.skipped_no_frame} without a "
         f"beacon frame, {st.bad_lines} malformed, {st.unknown_receiver} from receivers not in the "
-        f"layout) covering {span:.0f} s in {dt:.2f} s ({st.lines / max(dt, 1e-9):,.0f} lines/s): "
+        f"layout, {st.out_of_order} out of time order) covering {span:.0f} s in {dt:.2f} s ({st.lines / max(dt, 1e-9):,.0f} lines/s): "
         f"{s.dwells} dwells, {s.events} events -> {a.events}",
         file=sys.stderr,
     )
