@@ -35,11 +35,6 @@ def keyless_config(d: Path, broker: str) -> Path:
     return cfg
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="flaky at the end of session 3: in one clean-clone run the second run's events had "
-    "ids the first run's snapshot lacked; under investigation (issue 9)",
-)
 def test_key_made_once_and_event_ids_stable_across_restarts(
     tmp_path: Path,
     small_trace: Path,  # noqa: F811

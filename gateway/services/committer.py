@@ -49,6 +49,7 @@ class Committer:
         self._pending: list[WireEvent] = []
         self._urgent = False
         self._wake = asyncio.Event()
+        self._flushing = asyncio.Lock()  # one commit at a time (the timer, a drain, shutdown)
         self._dropped: Counter[str] = Counter()  # dropped from memory, not yet counted on disk
         self.committed = 0
         self.alert: str | None = None  # "disk full ...", while commits fail for space
@@ -77,6 +78,10 @@ class Committer:
             await self.flush()
 
     async def flush(self) -> None:
+        async with self._flushing:
+            await self._flush()
+
+    async def _flush(self) -> None:
         stays = self._stays()
         if not self._pending:
             if signature(stays) != self._saved_stays or self.alert:  # (the alert: a retry)
@@ -90,7 +95,9 @@ class Committer:
                 self._saved_stays = signature(stays)
                 await self._recovered()
             return
-        batch = self._pending
+        # a copy: the pipeline keeps adding while the commit runs on the outbox thread, and only
+        # what this commit holds may leave the list afterwards
+        batch = list(self._pending)
         bodies = [e.body() for e in batch]
         triggers = [e.trigger for e in batch if e.trigger is not None]
         try:
@@ -100,7 +107,8 @@ class Committer:
                 raise
             await self._disk_full(e)
             return
-        del self._pending[: len(batch)]
+        done = {id(e) for e in batch}  # by identity: _shed may have thinned the list meanwhile
+        self._pending = [e for e in self._pending if id(e) not in done]
         self._saved_stays = signature(stays)
         urgent, self._urgent = self._urgent, False
         await self._recovered()
