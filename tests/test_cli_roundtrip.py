@@ -92,6 +92,31 @@ def replay_and_score(d: Path, *extra: str) -> dict:
     return json.loads(res.stdout)
 
 
+def replay_clean_and_bad(
+    tmp_path: Path, clean: Path, bad: Path, *extra: str
+) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """Both traces replayed with the same key: (stderr, event ids) of each, by name."""
+    cfg = tmp_path / "gateway.toml"
+    cfg.write_text('[privacy]\nsecret = "clean-bad-test-secret-0123"\n')  # the same ids in both
+    out, ids = {}, {}
+    for name, trace in (("clean", clean), ("bad", bad)):
+        events = tmp_path / f"ev-{name}.jsonl"
+        res = run(
+            "replay",
+            str(trace),
+            "--layout",
+            str(ROOT / "config" / "layout.toml"),
+            "--events",
+            str(events),
+            "--config",
+            str(cfg),
+            *extra,
+        )
+        out[name] = res.stderr
+        ids[name] = [json.loads(x)["event_id"] for x in events.read_text().splitlines()]
+    return out, ids
+
+
 def test_round_trip_scores(store: Path) -> None:
     sc = replay_and_score(store)
     assert sc["true_dwells"] >= 10
@@ -254,22 +279,7 @@ def test_absurd_values_are_named_and_lose_nothing(store: Path, tmp_path: Path) -
     ]
     bad = tmp_path / "bad.jsonl"
     bad.write_text("\n".join(lines[:100] + absurd + lines[100:]) + "\n")
-    layout = str(ROOT / "config" / "layout.toml")
-    cfg = tmp_path / "gateway.toml"
-    cfg.write_text('[privacy]\nsecret = "absurd-test-secret-0123"\n')  # the same ids in both runs
-    out = {}
-    for name, trace in (("clean", clean), ("bad", bad)):
-        res = run(
-            "replay",
-            str(trace),
-            "--layout",
-            layout,
-            "--events",
-            f"{tmp_path}/ev-{name}.jsonl",
-            "--config",
-            str(cfg),
-        )
-        out[name] = res.stderr
+    out, ids = replay_clean_and_bad(tmp_path, clean, bad)
     assert "5 malformed" in out["bad"], out["bad"]
     for k in (101, 102, 103):
         assert f"{bad}:{k}: skipped: t 1e+300 is not a plausible unix time" in out["bad"]
@@ -277,12 +287,6 @@ def test_absurd_values_are_named_and_lose_nothing(store: Path, tmp_path: Path) -
     assert f"{bad}:105: skipped: t and rssi must be numbers" in out["bad"]
     span = [re.search(r"covering (\d+) s", out[n]).group(1) for n in ("clean", "bad")]  # type: ignore[union-attr]
     assert span[0] == span[1]
-    ids = {
-        n: [
-            json.loads(x)["event_id"] for x in (tmp_path / f"ev-{n}.jsonl").read_text().splitlines()
-        ]
-        for n in ("clean", "bad")
-    }
     assert ids["clean"] and ids["clean"] == ids["bad"]
 
 
@@ -321,24 +325,7 @@ def test_lines_out_of_time_order_and_truncated_lines_are_named(store: Path, tmp_
     truncated = '{"t": 1767261700.0, "rx": "rx01", "addr": "aa:bb'
     bad = tmp_path / "bad.jsonl"
     bad.write_text("\n".join(lines[:100000] + past + [truncated] + lines[100000:]) + "\n")
-    layout = str(ROOT / "config" / "layout.toml")
-    cfg = tmp_path / "gateway.toml"
-    cfg.write_text('[privacy]\nsecret = "order-test-secret-0123"\n')
-    out = {}
-    for name, trace in (("clean", clean), ("bad", bad)):
-        res = run(
-            "replay",
-            str(trace),
-            "--layout",
-            layout,
-            "--events",
-            f"{tmp_path}/ev-{name}.jsonl",
-            "--config",
-            str(cfg),
-            "--workers",
-            "1",
-        )
-        out[name] = res.stderr
+    out, ids = replay_clean_and_bad(tmp_path, clean, bad, "--workers", "1")
     late = sum(1 for ln in past if '"0215' in ln or '"beac' in ln or "feaa" in ln)
     assert late and f"{late} out of time order" in out["bad"], out["bad"]
     assert re.search(r"receiver 'rx\d+' at t=[\d.]+ is 4\d\d\d s before", out["bad"])
@@ -347,10 +334,4 @@ def test_lines_out_of_time_order_and_truncated_lines_are_named(store: Path, tmp_
         re.search(r"(\d+) without a beacon frame", out[n]).group(1) for n in ("clean", "bad")
     ]  # type: ignore[union-attr]
     assert int(frameless[1]) == int(frameless[0]) + (len(past) - late)
-    ids = {
-        n: [
-            json.loads(x)["event_id"] for x in (tmp_path / f"ev-{n}.jsonl").read_text().splitlines()
-        ]
-        for n in ("clean", "bad")
-    }
     assert ids["clean"] and ids["clean"] == ids["bad"]

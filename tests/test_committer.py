@@ -47,16 +47,22 @@ async def stored_ids(store: OutboxWorker) -> list[str]:
     return sorted(r[0] for r in rows)
 
 
+async def commit_in_flight(tmp_path: Path) -> tuple[GatedStore, Committer, asyncio.Task[None]]:
+    """A committer whose commit of ten events is held on the outbox thread."""
+    store = GatedStore(tmp_path / "o.db")
+    await store.open()
+    c = Committer(store, OutboxConfig(), on_committed=lambda urgent: None)
+    c.add(events(0, 10))
+    store.gate.clear()
+    store.entered.clear()
+    first = asyncio.create_task(c.flush())
+    await store.entered.wait()
+    return store, c, first
+
+
 def test_events_added_during_a_commit_are_committed_by_the_next(tmp_path: Path) -> None:
     async def scenario() -> list[str]:
-        store = GatedStore(tmp_path / "o.db")
-        await store.open()
-        c = Committer(store, OutboxConfig(), on_committed=lambda urgent: None)
-        c.add(events(0, 10))
-        store.gate.clear()
-        store.entered.clear()
-        first = asyncio.create_task(c.flush())
-        await store.entered.wait()  # the commit of the first ten is in flight
+        store, c, first = await commit_in_flight(tmp_path)
         c.add(events(10, 20))  # a dwell ends meanwhile
         store.gate.set()
         await first
@@ -70,14 +76,7 @@ def test_events_added_during_a_commit_are_committed_by_the_next(tmp_path: Path) 
 
 def test_overlapping_flushes_commit_everything_once(tmp_path: Path) -> None:
     async def scenario() -> tuple[list[str], int]:
-        store = GatedStore(tmp_path / "o.db")
-        await store.open()
-        c = Committer(store, OutboxConfig(), on_committed=lambda urgent: None)
-        c.add(events(0, 10))
-        store.gate.clear()
-        store.entered.clear()
-        timer = asyncio.create_task(c.flush())  # the periodic commit
-        await store.entered.wait()
+        store, c, timer = await commit_in_flight(tmp_path)  # the periodic commit
         c.add(events(10, 15))
         drain = asyncio.create_task(c.flush())  # a drain's (or shutdown's) commit, at once
         await asyncio.sleep(0)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 _WS = re.compile(r"[ \t\n\r]*")
@@ -59,10 +60,8 @@ def _value(text: str, i: int) -> tuple[Any, int]:
 def _object(text: str, i: int) -> tuple[dict[str, Any], int]:
     """The members of an object whose `{` is just before `i`; `"offers": [...]` element-wise."""
     out: dict[str, Any] = {}
-    i = _skip(text, i)
-    if text.startswith("}", i):
-        return out, i + 1
-    while True:
+
+    def member(i: int) -> int:
         if not text.startswith('"', i):
             raise json.JSONDecodeError("Expecting property name enclosed in double quotes", text, i)
         key, i = _value(text, i)
@@ -74,27 +73,33 @@ def _object(text: str, i: int) -> tuple[dict[str, Any], int]:
             out[key], i = _array(text, i + 1)
         else:
             out[key], i = _value(text, i)
-        i = _skip(text, i)
-        if text.startswith(",", i):
-            i = _skip(text, i + 1)
-        elif text.startswith("}", i):
-            return out, i + 1
-        else:
-            raise json.JSONDecodeError("Expecting ',' delimiter", text, i)
+        return i
+
+    return out, _items(text, i, "}", member)
 
 
 def _array(text: str, i: int) -> tuple[list[Any], int]:
     out: list[Any] = []
-    i = _skip(text, i)
-    if text.startswith("]", i):
-        return out, i + 1
-    while True:
+
+    def element(i: int) -> int:
         v, i = _value(text, i)
         out.append(v)
-        i = _skip(text, i)
+        return i
+
+    return out, _items(text, i, "]", element)
+
+
+def _items(text: str, i: int, close: str, item: Callable[[int], int]) -> int:
+    """Comma-separated items up to `close` (whose opening bracket is just before `i`), each
+    parsed by `item` (from its position, returning where it ends); returns the end."""
+    i = _skip(text, i)
+    if text.startswith(close, i):
+        return i + 1
+    while True:
+        i = _skip(text, item(i))
         if text.startswith(",", i):
             i = _skip(text, i + 1)
-        elif text.startswith("]", i):
-            return out, i + 1
+        elif text.startswith(close, i):
+            return i + 1
         else:
             raise json.JSONDecodeError("Expecting ',' delimiter", text, i)
