@@ -64,7 +64,12 @@ class RemoteConfigService:
             self._confirmed.set()
 
     async def run(self) -> None:
-        """While a configuration is on trial: confirm it, or roll it back after the deadline."""
+        """While a configuration is on trial: confirm it, or roll it back after the deadline.
+        Then idle until cancelled (a service's task ending would stop the daemon)."""
+        await self._trial()
+        await asyncio.Event().wait()
+
+    async def _trial(self) -> None:
         trial = self.state.trial
         if trial is None:
             return
