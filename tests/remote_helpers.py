@@ -28,7 +28,9 @@ PASSWORD = "mqtt-pw-5b7e1d9c3a"  # mqtt.password
 ADDRESS = "C0:FF:EE:12:34:56"  # a registered store tag's raw address
 
 
-def gateway_toml(d: Path, broker: str, gw: str = "gw-rc", extra: str = "") -> Path:
+def gateway_toml(
+    d: Path, broker: str, gw: str = "gw-rc", extra: str = "", secret: bool = True
+) -> Path:
     cfg = d / "gateway.toml"
     cfg.write_text(f"""
 [gateway]
@@ -37,7 +39,7 @@ data_dir = "{d / "data"}"
 log_file = "{d / "gateway.log"}"
 log_level = "debug"
 [privacy]
-secret = "{SECRET}"
+{f'secret = "{SECRET}"' if secret else ""}
 [pipeline]
 min_dwell_s = 100000.0
 registered_addresses = ["{ADDRESS}"]
@@ -144,10 +146,10 @@ class Running:
 
 
 @contextmanager
-def running_daemon(d: Path, extra: str = "", shoppers: int = 20,
-                   web: str | None = None) -> Iterator[Running]:  # fmt: skip
+def running_daemon(d: Path, extra: str = "", shoppers: int = 20, web: str | None = None,
+                   secret: bool = True) -> Iterator[Running]:  # fmt: skip
     broker = Broker(d).start()
-    cfg = gateway_toml(d, broker.url, extra=extra)
+    cfg = gateway_toml(d, broker.url, extra=extra, secret=secret)
     backend = Backend(broker.port, f"shelfgate/v1/{STORE}/gw-rc")
     args = ["run", "--config", str(cfg), "--layout", str(LAYOUT),
             "--source", f"sim:{LAYOUT}?shoppers={shoppers}&seed=5"]  # fmt: skip
