@@ -60,6 +60,8 @@ def test_bad_key_is_rejected_naming_it_and_the_last_good_is_kept(tmp_path: Path)
         assert "privacy" in st["config"]["rejected"]["reason"]
         # only a higher version is taken: an older or equal one is ignored
         r.backend.push_config(1, {"pipeline": {"min_dwell_s": 9.0}})
+        until("the old version ignored", lambda: "remote config version 1 ignored" in r.log())
+        assert "remote config version 1 taken" not in r.log().split("version 3 rejected")[-1]
         r.backend.push_config(4, {"pipeline": {"min_dwell_s": 4.0}})
         st = r.backend.status_where("version 4", lambda st: st["config"]["version"] == 4)
         assert st["config"]["rejected"] is None  # a newer good one replaced the rejection

@@ -111,7 +111,7 @@ class RemoteConfigService:
                 await self._reject(e.version, e.reason)
                 return
             if pushed.version <= self.state.highest:
-                log.debug("remote config version %d ignored (seen %d)", pushed.version,
+                log.info("remote config version %d ignored (seen %d)", pushed.version,
                           self.state.highest)  # fmt: skip
                 return
             loop = asyncio.get_running_loop()
