@@ -39,8 +39,14 @@ def assert_useful(b: dict[str, Any]) -> None:
 
 def test_diagnose_bundle_is_useful_and_holds_no_secret(tmp_path: Path) -> None:
     with running_daemon(tmp_path) as r:
-        until("tags tracked",  # (the `status` command also has the daemon write its state)
-              lambda: r.backend.reply(r.backend.command("status"))["result"]["active_tags"] > 0)
+        until(
+            "tags tracked",  # (the `status` command also has the daemon write its state)
+            lambda: r.backend.reply(r.backend.command("status"))["result"]["active_tags"] > 0,
+        )
+        # what a careless library might log: the bundle must still not carry it
+        with (tmp_path / "gateway.log").open("a") as fh:
+            fh.write(f"2026-12-01 DEBUG lib: CONNECT user=gw password={PASSWORD} "
+                     f"tag=ibeacon:{APP_UUID}:1:7 from {ADDRESS.lower()} key={SECRET}\n")  # fmt: skip
         out = tmp_path / "bundle.json"
         p = subprocess.run(
             shelfgate("diagnose", "--config", str(r.config), "--layout", str(LAYOUT),
@@ -51,12 +57,17 @@ def test_diagnose_bundle_is_useful_and_holds_no_secret(tmp_path: Path) -> None:
         assert "secrets and raw ids redacted" in p.stdout
         assert out.stat().st_mode & 0o077 == 0  # private to its user
         text = out.read_text()
+        assert leaks(text, [PASSWORD, SECRET]) == []
         b = orjson.loads(text)
         assert_useful(b)
         assert b["config"]["privacy"]["secret"] == "<redacted>"
         assert b["status"]["state"]["mqtt_state"] == "connected"
         assert set(b["status"]["state"]["receivers"]) >= {"rx01", "rx02"}
         assert b["log"]["from"] == str(tmp_path / "gateway.log") and len(b["log"]["lines"]) > 5
+        assert (
+            "CONNECT user=gw password=<redacted> tag=<raw id> from <raw id>"
+            in b["log"]["lines"][-1]
+        )
         assert b["check"]["exit"] == 0, b["check"]
         assert leaks(text, [PASSWORD, SECRET]) == []
 
@@ -65,8 +76,12 @@ def test_diagnose_command_replies_with_the_bundle(tmp_path: Path) -> None:
     with running_daemon(tmp_path, secret=False) as r:
         key = (tmp_path / "data" / "pseudonym.key").read_text().strip()  # the gateway's own key
         assert len(key) >= 32
+        with (tmp_path / "gateway.log").open("a") as fh:  # a careless log line
+            fh.write(f"2026-12-01 DEBUG lib: derived with {key} for {ADDRESS}\n")
         rep = r.backend.reply(r.backend.command("diagnose", {"log_lines": 50}), timeout=90)
         assert rep["ok"] is True, rep
+        text = orjson.dumps(rep).decode()
+        assert leaks(text, [PASSWORD, key]) == []
         assert_useful(rep["result"])
         assert rep["result"]["status"]["gateway"] == "gw-rc"
         assert len(rep["result"]["log"]["lines"]) <= 50

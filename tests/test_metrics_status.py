@@ -66,7 +66,9 @@ def test_metrics_and_status_carry_the_same_health(tmp_path: Path) -> None:
         adverts = {s.labels["receiver"]: s.value for s in fams["shelfgate_adverts"].samples
                    if s.name == "shelfgate_adverts_total"}  # fmt: skip
         assert set(adverts) == rx and sum(adverts.values()) > 0
-        heard = {s.labels["receiver"] for s in fams["shelfgate_receiver_last_heard_seconds"].samples}
+        heard = {
+            s.labels["receiver"] for s in fams["shelfgate_receiver_last_heard_seconds"].samples
+        }
         assert heard == rx
         reasons = {s.labels["reason"] for s in fams["shelfgate_dropped_events"].samples}
         assert {"dwell", "dwell_threshold", "offer_triggered"} <= reasons

@@ -113,6 +113,10 @@ def test_commands_are_answered_with_their_id(tmp_path: Path) -> None:
         rep = b.reply(cid)
         assert rep["id"] == cid and rep["ok"] is True
         assert rep["result"]["gateway"] == "gw-rc" and "receivers" in rep["result"]
+        # receiver health is in the status without the web app too
+        until("receivers heard, in the status",
+              lambda: all(h["adverts"] > 0 and h["state"] == "ok" for h in
+                          b.reply(b.command("status"))["result"]["receivers"].values()))  # fmt: skip
         # rejections carry the reason
         rep = b.reply(b.command("frobnicate"))
         assert rep["ok"] is False and "expected one of reload, rescan, resend" in rep["error"]
