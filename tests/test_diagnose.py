@@ -27,7 +27,7 @@ def leaks(text: str, secrets: list[str]) -> list[str]:
 
 
 def assert_useful(b: dict[str, Any]) -> None:
-    assert SECTIONS <= set(b), set(b)
+    assert set(b) >= SECTIONS, set(b)
     v = b["versions"]
     assert v["shelfgate"] and v["python"] and v["libraries"]["paho-mqtt"] and v["sqlite"]
     assert b["config"]["mqtt"]["password"] == "<redacted>"

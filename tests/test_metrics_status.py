@@ -12,8 +12,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from .mqtt_helpers import free_port
 from .remote_helpers import LAYOUT, running_daemon
-from .web_helpers import wait_for
 from .test_daemon_delivery import validator
+from .web_helpers import wait_for
 
 # DESIGN.md "Technician web app and metrics": family name -> (type, labels)
 RELIED_ON = {
@@ -83,7 +83,7 @@ def test_metrics_and_status_carry_the_same_health(tmp_path: Path) -> None:
         validator("status.schema.json").validate(now)
         for rid, h in now["receivers"].items():
             assert h["state"] == "ok" and h["last_heard_s"] is not None and h["last_heard_s"] < 15
-            assert 0 < h["adverts"] and h["adverts_per_s"] > 0, (rid, h)
+            assert h["adverts"] > 0 and h["adverts_per_s"] > 0, (rid, h)
         assert sum(h["adverts"] for h in now["receivers"].values()) >= sum(adverts.values())
         assert now["mqtt"]["connected"] is True and now["mqtt"]["broker"] == r.broker.url
         assert now["config"] == {"version": None, "rejected": None, "state": "file"}
