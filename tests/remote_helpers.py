@@ -29,8 +29,9 @@ ADDRESS = "C0:FF:EE:12:34:56"  # a registered store tag's raw address
 
 
 def gateway_toml(
-    d: Path, broker: str, gw: str = "gw-rc", extra: str = "", secret: bool = True
-) -> Path:
+    d: Path, broker: str, gw: str = "gw-rc", extra: str = "", secret: bool = True,
+    username: str = "gw",
+) -> Path:  # fmt: skip
     cfg = d / "gateway.toml"
     cfg.write_text(f"""
 [gateway]
@@ -45,7 +46,7 @@ min_dwell_s = 100000.0
 registered_addresses = ["{ADDRESS}"]
 [mqtt]
 broker = "{broker}"
-username = "gw"
+username = "{username}"
 password = "{PASSWORD}"
 connect_delay_max_s = 0.0
 backoff_base_s = 0.2
@@ -63,6 +64,7 @@ class Backend:
 
     port: int
     base: str
+    auth: tuple[str, str] | None = None
     status: list[dict[str, Any]] = field(default_factory=list)
     replies: dict[str, dict[str, Any]] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
@@ -72,6 +74,8 @@ class Backend:
         self.c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
                              protocol=mqtt.MQTTv5)  # fmt: skip
         self.c.on_message = self._on_message
+        if self.auth is not None:
+            self.c.username_pw_set(*self.auth)
         subscribed = threading.Event()
         self.c.on_subscribe = lambda *a: subscribed.set()
         self.c.on_connect = lambda c, u, f, rc, p: c.subscribe(
@@ -147,10 +151,11 @@ class Running:
 
 @contextmanager
 def running_daemon(d: Path, extra: str = "", shoppers: int = 20, web: str | None = None,
-                   secret: bool = True) -> Iterator[Running]:  # fmt: skip
-    broker = Broker(d).start()
-    cfg = gateway_toml(d, broker.url, extra=extra, secret=secret)
-    backend = Backend(broker.port, f"shelfgate/v1/{STORE}/gw-rc")
+                   secret: bool = True, broker_extra: str = "", username: str = "gw",
+                   backend_auth: tuple[str, str] | None = None) -> Iterator[Running]:  # fmt: skip
+    broker = Broker(d, extra=broker_extra).start()
+    cfg = gateway_toml(d, broker.url, extra=extra, secret=secret, username=username)
+    backend = Backend(broker.port, f"shelfgate/v1/{STORE}/gw-rc", backend_auth)
     args = ["run", "--config", str(cfg), "--layout", str(LAYOUT),
             "--source", f"sim:{LAYOUT}?shoppers={shoppers}&seed=5"]  # fmt: skip
     if web is not None:
