@@ -106,7 +106,7 @@ def load_state(data_dir: str | Path) -> RemoteState:
             else Rejected(rej.get("version"), str(rej["reason"]), float(rej["time"])),
             highest=int(obj.get("highest", 0)),
         )  # fmt: skip
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # none yet (a bad data dir: said elsewhere)
         return RemoteState()
     except (OSError, orjson.JSONDecodeError, KeyError, TypeError, ValueError) as e:
         log.error("%s is unreadable (%s): running on the file's configuration only", path, e)
