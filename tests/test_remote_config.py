@@ -18,6 +18,7 @@ from gateway.remote.state import load_state
 
 from .mqtt_helpers import free_port
 from .remote_helpers import pid_of_status, running_daemon, until
+from .test_daemon_delivery import validator
 
 
 def test_pushed_hot_setting_changes_behaviour_in_place(tmp_path: Path) -> None:
@@ -26,7 +27,9 @@ def test_pushed_hot_setting_changes_behaviour_in_place(tmp_path: Path) -> None:
         # the file's min_dwell_s (100000 s) allows no dwell: tags are tracked, no dwell events
         r.backend.status_where("tags tracked", lambda st: st["active_tags"] > 0)
         assert not [e for e in r.backend.events if e["type"].startswith("dwell")]
-        r.backend.push_config(1, {"pipeline": {"min_dwell_s": 3.0}})
+        push = {"schema": 1, "version": 1, "config": {"pipeline": {"min_dwell_s": 3.0}}}
+        validator("remote-config.schema.json").validate(push)
+        r.backend.push_config(1, push["config"])  # type: ignore[arg-type]
         st = r.backend.status_where(
             "config version 1 in the status", lambda st: st["config"]["version"] == 1
         )
@@ -148,3 +151,9 @@ def test_commands_are_answered_with_their_id(tmp_path: Path) -> None:
         assert r.log().count(f"(id {cid})") == 1
         r.alive()
         assert orjson.loads(orjson.dumps(first))["id"] == cid
+        with b.lock:
+            replies = list(b.replies.values())
+        for rep in replies:  # every answer, good or bad, as config/schemas/reply.schema.json says
+            validator("reply.schema.json").validate(rep)
+        validator("command.schema.json").validate({"id": "x", "command": "resend",
+                                                   "args": {"from_seq": 1}})  # fmt: skip
