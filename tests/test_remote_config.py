@@ -25,7 +25,9 @@ def test_pushed_hot_setting_changes_behaviour_in_place(tmp_path: Path) -> None:
     with running_daemon(tmp_path) as r:
         pid = pid_of_status(r)
         # the file's min_dwell_s (100000 s) allows no dwell: tags are tracked, no dwell events
-        r.backend.status_where("tags tracked", lambda st: st["active_tags"] > 0)
+        b = r.backend
+        until("tags tracked",
+              lambda: b.reply(b.command("status"))["result"]["active_tags"] > 0)  # fmt: skip
         assert not [e for e in r.backend.events if e["type"].startswith("dwell")]
         push = {"schema": 1, "version": 1, "config": {"pipeline": {"min_dwell_s": 3.0}}}
         validator("remote-config.schema.json").validate(push)
