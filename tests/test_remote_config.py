@@ -10,12 +10,14 @@ end to end: a real mosquitto, the real daemon in its own process, the backend a 
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import orjson
 
 from gateway.remote.state import load_state
 
+from .conftest import ROOT, shelfgate
 from .mqtt_helpers import free_port
 from .remote_helpers import pid_of_status, running_daemon, until
 from .test_daemon_delivery import validator
@@ -104,6 +106,9 @@ def test_restart_config_is_confirmed_and_unreachable_broker_rolled_back(tmp_path
         assert st["mqtt"]["connected"] and st["mqtt"]["broker"] == r.broker.url
         r.alive()
         assert r.proc.pid == pid == pid_of_status(r)  # re-executed, never died
+        out = subprocess.run(shelfgate("status", "--config", str(r.config)), cwd=ROOT,
+                             capture_output=True, text=True, check=True).stdout  # fmt: skip
+        assert "remote config: version 1; version 2 rejected: the broker was not reached" in out
         state = load_state(tmp_path / "data")
         assert state.trial is None and state.good is not None and state.good.version == 1
         # the rolled-back version is still retained on the broker: it is not taken again
