@@ -6,6 +6,8 @@ small services (gateway/services/):
     Publisher       the in-flight window to the broker; acks settle in the outbox
     CatalogueService  the offer catalogue (pushed, validated off the loop, cached)
     StatusReporter  the retained status message and `shelfgate status`'s notes
+    RemoteConfigService  configuration pushed on .../config: validated, applied, confirmed
+    CommandService  commands on .../commands, answered on .../replies
     Watchdog        feeds systemd only while healthy
     WebService      the technician web app and /metrics (gateway/web/), when [web] listens
 
@@ -21,6 +23,8 @@ import contextlib
 import logging
 import signal
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from drivers.registry import open_sources
 from drivers.source import SourceContext, SourceSpec
@@ -42,18 +46,24 @@ from .mqtt.link import (
     Unsent,
 )
 from .services.catalogue import CatalogueService
+from .services.commands import CommandError, CommandService
 from .services.committer import Committer
 from .services.intake import Intake
 from .services.publisher import Publisher, Topics
+from .services.receivers import ReceiverHealth
+from .services.remote import RemoteConfigService
 from .services.status import StatusReporter, Watchdog, status_payload
 from .services.store import OutboxWorker
 
 if TYPE_CHECKING:
+    from .remote.state import RemoteState
+    from .startup import ConfigSource
     from .web.server import WebService
 
 log = logging.getLogger(__name__)
 
 SHUTDOWN_FLUSH_S = 5.0
+RESTART = 75  # run() asks its caller to start the daemon again (a configuration changed)
 
 
 class Gateway:
@@ -65,13 +75,22 @@ class Gateway:
         sources: tuple[str | SourceSpec, ...],
         clock: Clock | None = None,
         exit_when_drained: bool = False,
+        remote: RemoteState | None = None,
+        source: ConfigSource | None = None,
+        check_args: tuple[str, ...] = (),
     ) -> None:
         self.cfg = cfg
+        self.remote_state = remote
+        self.config_source = source
+        self.check_args = check_args
+        self.restart_reason: str | None = None
         self.clock = clock or Clock()
         self.exit_when_drained = exit_when_drained
         data_dir = cfg.outbox_path.parent
         self.identity = build_identity(cfg, layout, key_dir=data_dir)
         self.pipeline = build_pipeline(cfg, layout, model, clock=self.clock, identity=self.identity)
+        self.health = ReceiverHealth(self.pipeline.tracker.rx_index, self.clock.mono())
+        self.pipeline.tap = self.health  # the web app's recorder takes over (and forwards)
         ctx = SourceContext(layout, self.clock.mono, self.pipeline.resolver, workers=1)
         self.sources = open_sources(sources, ctx)
         self.topics = Topics(cfg.mqtt.topic_prefix, self.identity.store, self.identity.gateway)
@@ -105,6 +124,8 @@ class Gateway:
         ]
         if self.web is not None:
             tasks.append(asyncio.create_task(self.web.run(), name="web"))
+        if self.remote is not None:
+            tasks.append(asyncio.create_task(self.remote.run(), name="remote config"))
         if self.watchdog.interval_s is not None:  # under systemd with WatchdogSec
             tasks.append(asyncio.create_task(self.watchdog.run(), name="watchdog"))
         stop_waiter = asyncio.create_task(
@@ -118,7 +139,28 @@ class Gateway:
         finally:
             stop_waiter.cancel()
             await self._shutdown(tasks)
+        if self.restart_reason is not None:
+            log.info("restarting: %s", self.restart_reason)
+            return RESTART
         return 0
+
+    def request_restart(self, reason: str) -> None:
+        """A clean restart: stop (flush, wait for acknowledgements), then the caller starts the
+        daemon again (gateway.cli.run re-executes the process)."""
+        if self.restart_reason is None:
+            self.restart_reason = reason
+        self._stop.set()
+
+    def apply_hot(self, new: GatewayConfig) -> None:
+        """Settings that take effect in place (gateway.remote.message.HOT)."""
+        from .assembly import tracker_params
+
+        params = tracker_params(new)
+        self.pipeline.tracker.params = params
+        self.pipeline.tracker.dwell.params = params.dwell
+        self.watchdog.silence_s = new.gateway.source_silence_s
+        logging.getLogger().setLevel(new.gateway.log_level.upper())
+        self.cfg = new
 
     def _wire(self, loop: asyncio.AbstractEventLoop) -> None:
         cfg = self.cfg
@@ -134,7 +176,10 @@ class Gateway:
                     self.topics, self.clock, False, {}, 0, {"version": None, "rejected": None}
                 ),
             ),
-            subscriptions=(self.topics.offers,),
+            subscriptions=(
+                self.topics.offers,
+                *((self.topics.config, self.topics.commands) if self._remote_on() else ()),
+            ),
         )
         self.publisher = Publisher(
             self.store, self.link, self.topics, cfg.mqtt, cfg.outbox, self.clock
@@ -170,6 +215,34 @@ class Gateway:
             lambda: self.pipeline.tracker.active_tags,
             self.catalogue.state,
             lambda: [a for a in (self.committer.alert,) if a],
+            receivers=lambda: self.health.report(self.clock.mono()),
+            config=self._config_report,
+        )
+        self.remote: RemoteConfigService | None = None
+        if self._remote_on():
+            assert self.config_source is not None and self.remote_state is not None
+            self.remote = RemoteConfigService(
+                self.remote_state,
+                self.config_source,
+                cfg.gateway.data_dir,
+                lambda: self.cfg,
+                self.apply_hot,
+                self.request_restart,
+                self._status_now,
+                self.status.last_error,
+                self.clock,
+            )
+        self.commands = CommandService(
+            self.link,
+            self.topics.replies,
+            {
+                "status": self._cmd_status,
+                "reload": self._cmd_reload,
+                "rescan": self._cmd_rescan,
+                "resend": self._cmd_resend,
+                "diagnose": self._cmd_diagnose,
+            },
+            lambda: self.publisher.max_bytes,
         )
         self.watchdog = Watchdog(
             self.store, lambda: self.intake.last_delivery, self.clock, cfg.gateway.source_silence_s
@@ -177,6 +250,52 @@ class Gateway:
         if self.web is not None:
             self.web.health = self.watchdog.unhealthy
         self._bg: set[asyncio.Task[Any]] = set()
+
+    def _remote_on(self) -> bool:
+        return (
+            self.cfg.remote.enabled
+            and self.config_source is not None
+            and self.remote_state is not None
+        )
+
+    def _config_report(self) -> dict[str, Any]:
+        if self.remote is not None:
+            return self.remote.report()
+        return {"version": None, "rejected": None, "state": "file"}
+
+    # ------------------------------------------------------------------ commands
+    async def _cmd_status(self, args: dict[str, Any]) -> Any:
+        self.status.stats = await self.store.do(lambda o: o.stats())
+        return orjson.loads(self.status.payload(True))
+
+    async def _cmd_reload(self, args: dict[str, Any]) -> Any:
+        if self.remote is None:
+            raise CommandError("remote configuration is off ([remote] enabled = false)")
+        return await self.remote.reload()
+
+    async def _cmd_rescan(self, args: dict[str, Any]) -> Any:
+        return {"reopened": self.intake.rescan()}
+
+    async def _cmd_resend(self, args: dict[str, Any]) -> Any:
+        seq = args.get("from_seq")
+        if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
+            raise CommandError(f"args.from_seq: expected an integer >= 1, got {seq!r}")
+        result = await self.store.do(lambda o: o.resend(seq))
+        self.publisher.kick()
+        return result
+
+    async def _cmd_diagnose(self, args: dict[str, Any]) -> Any:
+        from .diagnose import bundle, shortened
+
+        status = await self._cmd_status({})
+        lines = args.get("log_lines", 100)
+        if isinstance(lines, bool) or not isinstance(lines, int) or not 0 <= lines <= 10000:
+            raise CommandError(f"args.log_lines: expected 0..10000, got {lines!r}")
+        b = await asyncio.get_running_loop().run_in_executor(
+            None,
+            lambda: bundle(self.cfg, self._config_report(), status, lines, True, self.check_args),
+        )
+        return shortened(b, self.publisher.max_bytes - 1024)
 
     def _web(self) -> WebService:
         from .web.server import WebService
@@ -190,6 +309,7 @@ class Gateway:
             self.store,
             lambda: publisher.connected,
             self.clock,
+            self.health,
         )
         return WebService(self.cfg.web, state, lambda: len(publisher.inflight))
 
@@ -213,6 +333,8 @@ class Gateway:
         """Runs on the loop (handed over from the MQTT thread)."""
         if isinstance(ev, Connected):
             self.publisher.on_connected(ev)
+            if self.remote is not None:
+                self.remote.on_connected()
             self._spawn(self._status_now())
         elif isinstance(ev, Disconnected):
             self.publisher.on_disconnected(ev)
@@ -223,6 +345,10 @@ class Gateway:
             self.publisher.on_settled(ev)
         elif isinstance(ev, Message) and ev.topic == self.topics.offers:
             self._spawn(self.catalogue.on_message(ev.payload))
+        elif isinstance(ev, Message) and ev.topic == self.topics.config and self.remote:
+            self._spawn(self.remote.on_message(ev.payload))
+        elif isinstance(ev, Message) and ev.topic == self.topics.commands:
+            self._spawn(self.commands.on_message(ev.payload, ev.retained))
 
     async def _exit_when_drained(self) -> None:
         """Ends when stopped, or once the sources are exhausted and every event acknowledged."""
@@ -280,8 +406,14 @@ def run_gateway(
     sources: tuple[str | SourceSpec, ...],
     exit_when_drained: bool = False,
     clock: Clock | None = None,
+    remote: RemoteState | None = None,
+    source: ConfigSource | None = None,
+    check_args: tuple[str, ...] = (),
 ) -> int:
     async def main() -> int:
-        return await Gateway(cfg, layout, model, sources, clock, exit_when_drained).run()
+        gw = Gateway(
+            cfg, layout, model, sources, clock, exit_when_drained, remote, source, check_args
+        )
+        return await gw.run()
 
     return asyncio.run(main())

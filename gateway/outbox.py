@@ -431,6 +431,41 @@ class Outbox:
         self._retry = sorted(set(self._retry) | {s for s in seqs if self._exists(s)})
         return moved
 
+    def resend(self, from_seq: int) -> dict[str, Any]:
+        """The `resend` command: dead-lettered events from `from_seq` on go back into the outbox,
+        and every held event from `from_seq` on is published again next (in seq order).
+        Acknowledged events are deleted on acknowledgement: those cannot be resent."""
+        with self.db.atomic():
+            dead = self.conn.execute(
+                "SELECT seq, event_id, body FROM dead_letter WHERE seq >= ? ORDER BY seq",
+                (from_seq,),
+            ).fetchall()
+            for seq, event_id, body in dead:
+                typ = str(orjson.loads(body).get("type", ""))
+                self.conn.execute(
+                    "INSERT OR IGNORE INTO events(seq, event_id, type, created, size, attempts, "
+                    "body) VALUES (?, ?, ?, ?, ?, 0, ?)",
+                    (seq, event_id, typ, self._wall(), len(body), body),
+                )
+                self._bump("bytes", len(body))
+            self.conn.execute("DELETE FROM dead_letter WHERE seq >= ?", (from_seq,))
+        held = [
+            int(r[0])
+            for r in self.conn.execute(
+                "SELECT seq FROM events WHERE seq >= ? ORDER BY seq", (from_seq,)
+            )
+        ]
+        queued = [s for s in held if s not in self._inflight]
+        self._retry = sorted(set(self._retry) | set(queued))
+        last_acked = self._counter("last_acked_seq")
+        return {
+            "from_seq": from_seq,
+            "queued": len(queued),
+            "revived_dead_letters": len(dead),
+            "first_held_seq": held[0] if held else None,
+            "acknowledged_not_held": from_seq <= last_acked and (not held or held[0] > from_seq),
+        }
+
     def _exists(self, seq: int) -> bool:
         return (
             self.conn.execute("SELECT 1 FROM events WHERE seq = ?", (seq,)).fetchone() is not None

@@ -5,16 +5,84 @@ fine, `run` starts with, and a user mistake is one line and exit 2 in both."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from positioning.errors import InputError
 from positioning.layout import Layout
 from positioning.pathloss import RadioModel
 
 from .cli.common import default_layout
-from .config import GatewayConfig, SourceConfig, load_config
+from .config import ConfigError, GatewayConfig, SourceConfig, config_from_dict, load_raw
+from .remote.message import file_only_problems, merged
+from .remote.state import Pushed, RemoteState, load_state, save_state
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Overrides:
+    """What the command line sets over the file (None: the file's value)."""
+
+    broker: str | None = None
+    data_dir: str | None = None
+    store: str | None = None
+    gateway_id: str | None = None
+    sources: tuple[str, ...] | None = None
+    web_listen: str | None = None
+
+    @classmethod
+    def from_args(cls, a: argparse.Namespace) -> Overrides:
+        return cls(
+            broker=getattr(a, "broker", None),
+            data_dir=getattr(a, "data_dir", None),
+            store=getattr(a, "store", None),
+            gateway_id=getattr(a, "gateway", None),
+            sources=tuple(a.source) if getattr(a, "source", None) else None,
+            web_listen=getattr(a, "web", None),
+        )
+
+    def apply(self, cfg: GatewayConfig) -> GatewayConfig:
+        return cfg.with_overrides(
+            broker=self.broker,
+            data_dir=self.data_dir,
+            store=self.store,
+            gateway_id=self.gateway_id,
+            sources=self.sources,
+            web_listen=self.web_listen,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigSource:
+    """Where the configuration comes from: the file, a pushed configuration merged over it, the
+    command line over both. `build` validates the result exactly as a file is validated."""
+
+    path: str | None
+    overrides: Overrides
+
+    def build(self, pushed: Pushed | None = None) -> GatewayConfig:
+        raw: dict[str, Any] = {}
+        text = ""
+        if self.path is not None:
+            raw, text = load_raw(self.path)
+        base = Path(self.path).parent if self.path is not None else None
+        if pushed is None:
+            cfg = config_from_dict(raw, self.path or "<defaults>", text, base)
+        else:
+            src = f"remote config version {pushed.version}"
+            lines = [f"{src}: {p}" for p in file_only_problems(pushed.config)]
+            try:
+                cfg = config_from_dict(merged(raw, pushed.config), src, "", base)
+            except ConfigError as e:
+                lines += e.lines
+            if lines:
+                raise ConfigError(src, lines)
+        return self.overrides.apply(cfg)
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,21 +91,67 @@ class Setup:
     layout_path: str
     sources: tuple[SourceConfig, ...]
     calibration: str | None
+    source: ConfigSource
+    remote: RemoteState
 
 
-def effective_setup(a: argparse.Namespace) -> Setup:
-    """Config file + command-line overrides (the command line wins), validated once."""
-    cfg = load_config(a.config).with_overrides(
-        broker=a.broker,
-        data_dir=a.data_dir,
-        store=a.store,
-        gateway_id=a.gateway,
-        sources=tuple(a.source) if a.source else None,
-        web_listen=getattr(a, "web", None),
-    )
+def effective_setup(a: argparse.Namespace, boot: bool = False) -> Setup:
+    """Config file + the pushed configuration in force + command-line overrides (the command
+    line wins over both), validated once. `boot` (the daemon starting): a configuration on trial
+    counts a start, and one that did not survive its first start is rolled back."""
+    source = ConfigSource(getattr(a, "config", None), Overrides.from_args(a))
+    file_cfg = source.build()
+    data_dir = file_cfg.gateway.data_dir
+    remote = load_state(data_dir) if file_cfg.remote.enabled else RemoteState()
+    if boot and file_cfg.remote.enabled:
+        remote = boot_remote(data_dir, remote)
+    cfg = file_cfg
+    candidates = [remote.active(), *([remote.good] if remote.trial is not None else [])]
+    for pushed in candidates:
+        if pushed is None:
+            break
+        try:
+            cfg = source.build(pushed)
+            break
+        except ConfigError as e:  # e.g. a file it names has gone: say so, fall back
+            log.error("the pushed configuration no longer validates: %s", e)
+            if not boot:
+                break
+            remote = remote.refused(pushed.version, str(e), _now())
+            if pushed is remote.good:
+                remote = dataclasses.replace(remote, good=None)
+            save_state(data_dir, remote)
     layout = a.layout or cfg.gateway.layout or default_layout()
     sources = cfg.sources or (SourceConfig(f"sim:{layout}"),)
-    return Setup(cfg, layout, sources, a.calibration or cfg.gateway.calibration)
+    return Setup(cfg, layout, sources, a.calibration or cfg.gateway.calibration, source, remote)
+
+
+def boot_remote(data_dir: str, remote: RemoteState) -> RemoteState:
+    """A start with a configuration on trial: the first counts; a second means the first start
+    with it never reached the broker (it died): back to the last good."""
+    t = remote.trial
+    if t is None:
+        return remote
+    if t.boots >= 1:
+        log.error(
+            "remote config version %d: the gateway did not reach the broker with it before it "
+            "stopped; rolled back to %s",
+            t.pushed.version,
+            f"version {remote.good.version}" if remote.good else "the file's configuration",
+        )
+        remote = remote.refused(
+            t.pushed.version, "the gateway stopped before it reached the broker with it", _now()
+        )
+    else:
+        remote = dataclasses.replace(remote, trial=dataclasses.replace(t, boots=t.boots + 1))
+    save_state(data_dir, remote)
+    return remote
+
+
+def _now() -> float:
+    from .clock import Clock
+
+    return Clock().wall()
 
 
 def load_model(path: str | None) -> RadioModel | None:

@@ -1,24 +1,96 @@
-"""`shelfgate run`: the gateway daemon (see gateway.app)."""
+"""`shelfgate run`: the gateway daemon (see gateway.app).
+
+A configuration that needs a restart (pushed over MQTT, or `reload`) ends the daemon cleanly
+(flushed, acknowledged) and the process executes itself again with the same command line: the
+same PID, so it works under systemd (Type=notify, the watchdog) and without it (tests, a
+terminal)."""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
+import sys
+
+log = logging.getLogger(__name__)
 
 
 def cmd_run(a: argparse.Namespace) -> int:
-    import os
-
-    from gateway.app import run_gateway
+    from gateway.app import RESTART, run_gateway
+    from gateway.remote.state import save_state
     from gateway.startup import effective_setup, load_model, load_store_layout, prepare_data_dir
+    from positioning.errors import ShelfgateError
 
     os.umask(0o077)  # the outbox, its key and the data dir are the gateway's alone (0600 / 0700)
-    setup = effective_setup(a)
-    layout = load_store_layout(setup.layout_path)
-    model = load_model(setup.calibration)
-    prepare_data_dir(setup.cfg.gateway.data_dir)
-    return run_gateway(
-        setup.cfg, layout, model, setup.sources, exit_when_drained=a.exit_when_drained
-    )
+    setup = effective_setup(a, boot=True)
+    _logging(setup.cfg.gateway.log_level, setup.cfg.gateway.log_file, a.verbose)
+    try:
+        layout = load_store_layout(setup.layout_path)
+        model = load_model(setup.calibration)
+        prepare_data_dir(setup.cfg.gateway.data_dir)
+        rc = run_gateway(
+            setup.cfg,
+            layout,
+            model,
+            setup.sources,
+            exit_when_drained=a.exit_when_drained,
+            remote=setup.remote,
+            source=setup.source,
+            check_args=setup_argv(a),
+        )
+    except ShelfgateError as e:
+        trial = setup.remote.trial
+        if trial is None:
+            raise
+        # the configuration on trial cannot even start: back to the last good, at once
+        from gateway.clock import Clock
+
+        reason = "the gateway cannot start with it: " + " ".join(str(e).splitlines())
+        log.error("remote config version %d rejected: %s", trial.pushed.version, reason)
+        save_state(
+            setup.cfg.gateway.data_dir,
+            setup.remote.refused(trial.pushed.version, reason, Clock().wall()),
+        )
+        rc = RESTART
+    if rc == RESTART:
+        _reexec()
+    return rc
+
+
+def _reexec() -> None:
+    """The same command line again, in this process (sys.orig_argv: `python -m gateway.cli run
+    ...` and the `shelfgate` script alike)."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
+
+
+def _logging(level: str, log_file: str | None, verbose: bool) -> None:
+    root = logging.getLogger()
+    if not verbose:
+        root.setLevel(level.upper())
+    if log_file is not None:
+        from logging.handlers import RotatingFileHandler
+
+        h = RotatingFileHandler(log_file, maxBytes=5 * 1024 * 1024, backupCount=2)
+        h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(h)
+
+
+SETUP_OPTIONS = ("config", "layout", "calibration", "broker", "data_dir", "store", "gateway")
+
+
+def setup_argv(a: argparse.Namespace) -> tuple[str, ...]:
+    """The setup options of this command line (for `check` run by `diagnose`)."""
+    out: list[str] = []
+    for name in SETUP_OPTIONS:
+        v = getattr(a, name, None)
+        if v is not None:
+            out += [f"--{name.replace('_', '-')}", str(v)]
+    for src in getattr(a, "source", None) or ():
+        out += ["--source", src]
+    return tuple(out)
 
 
 def add_setup_arguments(p: argparse.ArgumentParser) -> None:

@@ -40,6 +40,17 @@ def _connection(state: dict[str, Any], now: float) -> str:
     return out
 
 
+def _remote(conf: dict[str, Any]) -> str:
+    v = conf.get("version")
+    out = "none pushed (the file's configuration)" if v is None else f"version {v}"
+    if v is not None and conf.get("state") == "trial":
+        out += " on trial (not yet confirmed by reaching the broker)"
+    rej = conf.get("rejected")
+    if isinstance(rej, dict):
+        out += f"; version {rej.get('version')} rejected: {rej.get('reason')}"
+    return out
+
+
 def cmd_status(a: argparse.Namespace) -> int:
     from gateway.config import load_config
     from gateway.outbox import read_status
@@ -74,6 +85,18 @@ def cmd_status(a: argparse.Namespace) -> int:
     drops = ", ".join(f"{v} {k}" for k, v in st["drops"].items()) or "none"
     print(f"dropped:      {drops} (quota overflow)")
     print(f"dead letters: {st['dead_letter']} (refused by the broker too often)")
+    rx = st["state"].get("receivers")
+    if isinstance(rx, dict) and rx:
+        states = [str(h.get("state")) for h in rx.values() if isinstance(h, dict)]
+        quiet = [k for k, h in rx.items() if isinstance(h, dict) and h.get("state") != "ok"]
+        which = f" ({', '.join(quiet)})" if quiet else ""
+        print(
+            f"receivers:    {states.count('ok')} ok, {states.count('silent')} silent, "
+            f"{states.count('dead')} dead{which}"
+        )
+    conf = st["state"].get("config")
+    if isinstance(conf, dict):
+        print(f"remote config: {_remote(conf)}")
     for alert in st["alerts"]:
         print(f"ALERT:        {alert}")
     return 0

@@ -24,6 +24,7 @@ from .sections import (
     OutboxConfig,
     PipelineConfig,
     PrivacyConfig,
+    RemoteSection,
     SourceConfig,
     WebConfig,
 )
@@ -36,11 +37,13 @@ __all__ = [
     "OutboxConfig",
     "PipelineConfig",
     "PrivacyConfig",
+    "RemoteSection",
     "SourceConfig",
     "WebConfig",
     "config_from_dict",
     "describe",
     "load_config",
+    "load_raw",
 ]
 
 SECTIONS: dict[str, type[Any]] = {
@@ -50,6 +53,7 @@ SECTIONS: dict[str, type[Any]] = {
     "mqtt": MqttConfig,
     "outbox": OutboxConfig,
     "web": WebConfig,
+    "remote": RemoteSection,
 }
 
 
@@ -77,6 +81,7 @@ class GatewayConfig:
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
     web: WebConfig = field(default_factory=WebConfig)
+    remote: RemoteSection = field(default_factory=RemoteSection)
     sources: tuple[SourceConfig, ...] = ()
 
     @property
@@ -108,6 +113,12 @@ def _replace(section: Any, **changes: Any) -> Any:
 def load_config(path: str | Path | None) -> GatewayConfig:
     if path is None:
         return GatewayConfig()
+    raw, text = load_raw(path)
+    return config_from_dict(raw, str(path), text, Path(path).parent)
+
+
+def load_raw(path: str | Path) -> tuple[dict[str, Any], str]:
+    """The file's parsed TOML and its text (a pushed configuration merges over it)."""
     src = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -119,7 +130,7 @@ def load_config(path: str | Path | None) -> GatewayConfig:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise InputError(src, "", f"not valid TOML ({e})") from None
-    return config_from_dict(raw, src, text, Path(path).parent)
+    return raw, text
 
 
 def config_from_dict(
@@ -167,6 +178,8 @@ def _sources(body: Any, problems: Problems) -> list[SourceConfig]:
 def _check_values(cfg: GatewayConfig, problems: Problems) -> None:
     if cfg.pipeline.min_dwell_s <= 0:
         problems.add("pipeline.min_dwell_s", "expected a positive number of seconds")
+    if cfg.remote.confirm_s <= 0:
+        problems.add("remote.confirm_s", "expected a positive number of seconds")
     if cfg.gateway.log_level not in LOG_LEVELS:
         problems.add("gateway.log_level", f"expected one of {', '.join(LOG_LEVELS)}")
     sec = cfg.privacy.secret

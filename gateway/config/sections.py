@@ -28,6 +28,9 @@ class GatewaySection:
     source_silence_s: float = option(
         300.0, "seconds a live source may deliver nothing before the systemd watchdog starves"
     )
+    log_file: str | None = option(
+        None, "also log to this file (for `shelfgate diagnose` where there is no journal)"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +137,17 @@ class SourceConfig:
     cert_file: str | None = option(None, "networked receivers: client certificate", path=True)
     key_file: str | None = option(None, "networked receivers: client private key", path=True)
     allow_plaintext: bool = option(False, "networked receivers: mqtt:// to a non-loopback host")
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteSection:
+    """Configuration and commands pushed over MQTT (`.../config`, `.../commands`)."""
+
+    enabled: bool = option(True, "take configurations and commands from the broker")
+    confirm_s: float = option(
+        120.0,
+        "seconds a pushed configuration has to reach the broker before it is rolled back",
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from .settings import LinkSettings, full_jitter, make_client
 
@@ -294,7 +295,10 @@ class MqttLink:
                 max_packet = int(mp) if mp else None
             self._connected = True
             for topic in self.subscriptions:
-                client.subscribe(topic, qos=1)
+                if self.s.protocol == "5":  # retain as published: a retained command is seen so
+                    client.subscribe(topic, options=SubscribeOptions(qos=1, retainAsPublished=True))
+                else:
+                    client.subscribe(topic, qos=1)
             log.info(
                 "MQTT connected to %s:%d (receive maximum %d)", self.s.host, self.s.port, recv_max
             )

@@ -36,17 +36,36 @@ class Intake:
         self.last_delivery: dict[str, float] = {s.name: start for s in sources if s.live}
         self.done = asyncio.Event()  # every source ended and the pipeline finished
         self._finished = False
+        self._reopen: dict[str, asyncio.Event] = {}  # live source -> reopen it (`rescan`)
 
     async def run(self) -> None:
         queue: asyncio.Queue[tuple[Source, Batch | SightingBlock] | Source] = asyncio.Queue(
             maxsize=QUEUE_BATCHES
         )
 
+        async def feed(src: Source) -> None:
+            async for batch in src.batches():
+                await queue.put((src, batch))
+
         async def pump(src: Source) -> None:
             try:
-                async for batch in src.batches():
-                    await queue.put((src, batch))
+                while True:
+                    reopen = self._reopen[src.name] = asyncio.Event()
+                    inner = asyncio.create_task(feed(src), name=f"read {src.name}")
+                    ask = asyncio.create_task(reopen.wait())
+                    try:
+                        await asyncio.wait([inner, ask], return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        ask.cancel()
+                        if not inner.done():
+                            inner.cancel()
+                            await asyncio.gather(inner, return_exceptions=True)
+                    if not reopen.is_set():
+                        inner.result()  # ended (or failed: raised)
+                        return
+                    log.info("rescan: source %s reopened", src.name)
             finally:
+                self._reopen.pop(src.name, None)
                 await queue.put(src)  # this source ended
 
         pumps = [asyncio.create_task(pump(s), name=f"source {s.name}") for s in self._sources]
@@ -89,6 +108,14 @@ class Intake:
                 return await queue.get()
         except TimeoutError:
             return None
+
+    def rescan(self) -> list[str]:
+        """Close and reopen every live source (a radio scan restarted, a serial port reopened):
+        the `rescan` command. Returns their names."""
+        names = [s.name for s in self._sources if s.live and s.name in self._reopen]
+        for n in names:
+            self._reopen[n].set()
+        return names
 
     def finish(self) -> None:
         """Close every open stay (end of input, or shutdown); once."""

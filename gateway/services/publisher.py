@@ -47,6 +47,18 @@ class Topics:
         return f"{self.base}/status"
 
     @property
+    def config(self) -> str:
+        return f"{self.base}/config"
+
+    @property
+    def commands(self) -> str:
+        return f"{self.base}/commands"
+
+    @property
+    def replies(self) -> str:
+        return f"{self.base}/replies"
+
+    @property
     def offers(self) -> str:
         return f"{self.prefix}/{self.store}/offers"
 

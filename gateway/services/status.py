@@ -33,8 +33,10 @@ def status_payload(
     stats: dict[str, Any],
     active_tags: int,
     offers: dict[str, Any],
+    health: dict[str, Any] | None = None,
 ) -> bytes:
-    """The retained status message (config/schemas/status.schema.json)."""
+    """The retained status message (config/schemas/status.schema.json). `health`: "receivers",
+    "mqtt" and "config" (what a fleet dashboard reads, the same as /metrics)."""
     return orjson.dumps(
         {
             "schema": EVENT_SCHEMA,
@@ -52,6 +54,7 @@ def status_payload(
             "alerts": stats.get("alerts", []),
             "active_tags": active_tags,
             "offers": offers,
+            **(health or {}),
         }
     )
 
@@ -68,6 +71,8 @@ class StatusReporter:
         active_tags: Callable[[], int],
         offers: Callable[[], dict[str, Any]],
         live_alerts: Callable[[], list[str]] = list,
+        receivers: Callable[[], dict[str, Any]] = dict,
+        config: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self._store = store
         self._link = link
@@ -78,6 +83,8 @@ class StatusReporter:
         self._active_tags = active_tags
         self._offers = offers
         self._live_alerts = live_alerts  # alerts held in memory (a full disk cannot store them)
+        self._receivers = receivers
+        self._config = config
         self.stats: dict[str, Any] = {}
         self._since: float | None = None  # wall time the link came up (or went down)
         self._state = "starting"
@@ -87,8 +94,29 @@ class StatusReporter:
         stats = dict(self.stats)
         stats["alerts"] = [*stats.get("alerts", []), *self._live_alerts()]
         return status_payload(
-            self._topics, self._clock, online, stats, self._active_tags(), self._offers()
+            self._topics,
+            self._clock,
+            online,
+            stats,
+            self._active_tags(),
+            self._offers(),
+            self.health(),
         )
+
+    def health(self) -> dict[str, Any]:
+        """Per receiver, the link, the configuration in force."""
+        out: dict[str, Any] = {
+            "receivers": self._receivers(),
+            "mqtt": {
+                "connected": self._publisher.connected,
+                "since": None if self._since is None else round(self._since, 3),
+                "broker": self._broker,
+                "last_error": self._error,
+            },
+        }
+        if self._config is not None:
+            out["config"] = self._config()
+        return out
 
     async def publish(self, online: bool = True) -> None:
         self.stats = await self._store.do(lambda o: o.stats())
@@ -111,8 +139,12 @@ class StatusReporter:
             "version": __version__,
             "active_tags": self._active_tags(),
             "mqtt_error": self._error,
+            **{k: v for k, v in self.health().items() if k != "mqtt"},
         }
         await self._store.do(lambda o: o.set_meta(meta))
+
+    def last_error(self) -> str | None:
+        return None if self._error is None else str(self._error["reason"])
 
     async def note_error(self, reason: str) -> None:
         """A connection attempt failed: kept for `shelfgate status` (why is it not connected?)."""
@@ -139,7 +171,7 @@ class Watchdog:
         silence_s: float,
     ) -> None:
         self._store = store
-        self._silence_s = silence_s
+        self.silence_s = silence_s
         self._last_delivery = last_delivery
         self._clock = clock
         self.interval_s = sdnotify.watchdog_interval_s()
@@ -161,7 +193,7 @@ class Watchdog:
         except (TimeoutError, sqlite3.Error) as e:
             return f"outbox not answering ({e or 'timeout'})"
         now = self._clock.mono()
-        silent = [n for n, t in self._last_delivery().items() if now - t > self._silence_s]
+        silent = [n for n, t in self._last_delivery().items() if now - t > self.silence_s]
         if silent:
-            return f"no data from {', '.join(silent)} for {self._silence_s:.0f} s"
+            return f"no data from {', '.join(silent)} for {self.silence_s:.0f} s"
         return None

@@ -9,16 +9,15 @@ hash of its id; nothing here leaves the process.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from operator import attrgetter
 
 import numpy as np
 import numpy.typing as npt
 
 from drivers.advertisement import Reading
 from gateway.pipeline import Pipeline
+from gateway.services.receivers import ReceiverHealth
 
 RSSI_ROWS = 1 << 18  # 22 bytes a row: 5.8 MB
 PROB_ROWS = 1 << 16  # 12 + 2 bytes per zone a row: 2.5 MB for 13 zones
@@ -72,12 +71,11 @@ def tag_keys(tags: Sequence[str]) -> npt.NDArray[np.int32]:
 
 
 class LiveRecorder:
-    def __init__(self, pipeline: Pipeline, rssi_rows: int = RSSI_ROWS) -> None:
+    def __init__(
+        self, pipeline: Pipeline, rssi_rows: int = RSSI_ROWS, health: ReceiverHealth | None = None
+    ) -> None:
         self._pipeline = pipeline
-        self._index = pipeline.tracker.rx_index
-        n_rx = len(self._index)
-        self.adverts = np.zeros(n_rx, dtype=np.int64)  # every advertisement, tag or not
-        self.last_heard = np.full(n_rx, -np.inf)  # input clock
+        self.health = health or ReceiverHealth(pipeline.tracker.rx_index, 0.0)
         self.rssi = Ring(
             rssi_rows,
             {"key": (np.int32, 1), "rx": (np.int16, 1), "raw": (np.float32, 1),
@@ -89,17 +87,17 @@ class LiveRecorder:
         )
 
     # ------------------------------------------------------------------ LiveTap
+    @property
+    def adverts(self) -> npt.NDArray[np.int64]:
+        return self.health.adverts
+
+    @property
+    def last_heard(self) -> FloatArray:
+        return self.health.last_heard
+
     def readings(self, batch: Sequence[Reading]) -> None:
-        """Counted in C (a batch spans a fraction of a second: its last reading's time is when
-        each receiver in it was last heard)."""
-        if not batch:
-            return
-        index, t = self._index, batch[-1].t
-        for rx, n in Counter(map(attrgetter("receiver"), batch)).items():
-            i = index.get(rx)
-            if i is not None:
-                self.adverts[i] += n
-                self.last_heard[i] = max(self.last_heard[i], t)
+        """Receiver health (counted there, always on)."""
+        self.health.readings(batch)
 
     def sightings(
         self, tags: Sequence[str], rx: Sequence[int], rssi: Sequence[float], t: Sequence[float]

@@ -14,6 +14,7 @@ from prometheus_client.registry import Collector
 from .state import LiveState
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+DROP_REASONS = ("dwell", "dwell_threshold", "offer_triggered")  # the event types the quota drops
 
 
 class GatewayCollector(Collector):
@@ -67,8 +68,9 @@ class GatewayCollector(Collector):
         drops = CounterMetricFamily(
             "shelfgate_dropped_events", "events dropped by the overflow policy", labels=["reason"]
         )
-        for reason, n in sorted(ob.get("drops", {}).items()):
-            drops.add_metric([reason], float(n))
+        dropped = ob.get("drops", {})
+        for reason in sorted({*DROP_REASONS, *dropped}):  # zeros too: the label is there at once
+            drops.add_metric([reason], float(dropped.get(reason, 0)))
         yield drops
         yield GaugeMetricFamily(
             "shelfgate_dead_letter_events", "events the broker refused too often",

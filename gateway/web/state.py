@@ -6,7 +6,7 @@ state; the outbox's figures are refreshed every few seconds on the outbox thread
 from __future__ import annotations
 
 import math
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -16,15 +16,13 @@ import numpy.typing as npt
 from gateway.clock import Clock
 from gateway.events import Identity, WireEvent
 from gateway.pipeline import Pipeline
+from gateway.services.receivers import ReceiverHealth
 from gateway.services.store import OutboxWorker
 from positioning.layout import Layout
 from positioning.tracker import TagView
 
 from .history import LiveRecorder, TagHistory, tag_keys
 
-RATE_WINDOW_S = 10.0  # adverts/s over this window
-SILENT_AFTER_S = 15.0  # a receiver unheard this long is "silent" ...
-DEAD_AFTER_S = 120.0  # ... and this long "dead"
 OUTBOX_EVERY_S = 2.0
 HISTORY_S = 300.0  # tag detail: the last five minutes
 
@@ -38,6 +36,7 @@ class LiveState:
         store: OutboxWorker,
         connected: Callable[[], bool],
         clock: Clock,
+        health: ReceiverHealth | None = None,
     ) -> None:
         self.layout = layout
         self.pipeline = pipeline
@@ -45,15 +44,14 @@ class LiveState:
         self._store = store
         self._connected = connected
         self._clock = clock
-        self.recorder = LiveRecorder(pipeline)
+        self.health = health or ReceiverHealth(pipeline.tracker.rx_index, clock.mono())
+        self.recorder = LiveRecorder(pipeline, health=self.health)
         pipeline.tap = self.recorder
-        self.started = clock.mono()
+        self.started = self.health.started
         self.events: Counter[str] = Counter()
         self.outbox: dict[str, Any] = {}
         self._outbox_at = -math.inf
         self._mqtt: tuple[bool, float] = (False, clock.wall())
-        self._rates: deque[tuple[float, np.typing.NDArray[np.int64]]] = deque()
-        self.adverts_per_s: npt.NDArray[np.float64] = np.zeros(len(layout.receivers))
         self.views: list[TagView] = []
         self._pseudonyms: dict[str, str] = {}  # tag -> pseudonym, tracked tags only
         self.by_pseudonym: dict[str, str] = {}
@@ -79,18 +77,12 @@ class LiveState:
         connected = self._connected()
         if connected != self._mqtt[0]:
             self._mqtt = (connected, self._clock.wall())
-        self._sample_rates(now)
+        self.health.sample(now)
         self._sample_tags()
 
-    def _sample_rates(self, now: float) -> None:
-        counts = self.recorder.adverts.copy()
-        self._rates.append((now, counts))
-        while len(self._rates) > 2 and now - self._rates[1][0] >= RATE_WINDOW_S:
-            self._rates.popleft()
-        t0, c0 = self._rates[0]
-        dt = now - t0
-        rate = (counts - c0) / dt if dt > 0 else np.zeros(len(counts))
-        self.adverts_per_s = rate.astype(np.float64)
+    @property
+    def adverts_per_s(self) -> npt.NDArray[np.float64]:
+        return self.health.adverts_per_s
 
     def _sample_tags(self) -> None:
         self.views = self.pipeline.tag_views()
@@ -109,28 +101,11 @@ class LiveState:
 
     def receivers(self) -> list[dict[str, Any]]:
         now = self._clock.mono()
-        out = []
-        last = self.recorder.last_heard
-        for i, r in enumerate(self.layout.receivers):
-            # max(0, ...): a sped-up simulation stamps ahead of the clock
-            age = max(0.0, float(now - last[i])) if math.isfinite(last[i]) else None
-            silent_for = age if age is not None else float(now - self.started)
-            state = "ok"
-            if silent_for > DEAD_AFTER_S:
-                state = "dead"
-            elif silent_for > SILENT_AFTER_S:
-                state = "silent"
-            out.append(
-                {
-                    "id": r.id,
-                    "x": r.x,
-                    "y": r.y,
-                    "adverts_per_s": round(float(self.adverts_per_s[i]), 2),
-                    "last_heard_s": None if age is None else round(age, 1),
-                    "state": state,
-                }
-            )
-        return out
+        index = self.pipeline.tracker.rx_index
+        return [
+            {"id": r.id, "x": r.x, "y": r.y, **self.health.entry(index[r.id], now)}
+            for r in self.layout.receivers
+        ]
 
     def tags(self) -> list[dict[str, Any]]:
         classes = self.pipeline.zone_classes
