@@ -65,8 +65,11 @@ class Gateway:
         sources: tuple[str | SourceSpec, ...],
         clock: Clock | None = None,
         exit_when_drained: bool = False,
+        *,
+        calibration_from: str | None = None,
     ) -> None:
         self.cfg = cfg
+        self.calibration_from = calibration_from  # the file `model` was read from
         self.clock = clock or Clock()
         self.exit_when_drained = exit_when_drained
         data_dir = cfg.outbox_path.parent
@@ -181,6 +184,7 @@ class Gateway:
     def _web(self) -> WebService:
         from .web.server import WebService
         from .web.state import LiveState
+        from .web.wizard import CalibrationWizard
 
         publisher = self.publisher
         state = LiveState(
@@ -191,7 +195,8 @@ class Gateway:
             lambda: publisher.connected,
             self.clock,
         )
-        return WebService(self.cfg.web, state, lambda: len(publisher.inflight))
+        wizard = CalibrationWizard(state, self.cfg.outbox_path.parent, self.calibration_from)
+        return WebService(self.cfg.web, state, lambda: len(publisher.inflight), wizard)
 
     async def _status_now(self) -> None:
         self.catalogue.forget_old_triggers()
@@ -280,8 +285,12 @@ def run_gateway(
     sources: tuple[str | SourceSpec, ...],
     exit_when_drained: bool = False,
     clock: Clock | None = None,
+    calibration_from: str | None = None,
 ) -> int:
     async def main() -> int:
-        return await Gateway(cfg, layout, model, sources, clock, exit_when_drained).run()
+        gw = Gateway(
+            cfg, layout, model, sources, clock, exit_when_drained, calibration_from=calibration_from
+        )
+        return await gw.run()
 
     return asyncio.run(main())

@@ -17,7 +17,12 @@ def cmd_run(a: argparse.Namespace) -> int:
     model = load_model(setup.calibration)
     prepare_data_dir(setup.cfg.gateway.data_dir)
     return run_gateway(
-        setup.cfg, layout, model, setup.sources, exit_when_drained=a.exit_when_drained
+        setup.cfg,
+        layout,
+        model,
+        setup.sources,
+        exit_when_drained=a.exit_when_drained,
+        calibration_from=setup.calibration,
     )
 
 

@@ -10,7 +10,7 @@ hash of its id; nothing here leaves the process.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
 
@@ -78,6 +78,7 @@ class LiveRecorder:
         n_rx = len(self._index)
         self.adverts = np.zeros(n_rx, dtype=np.int64)  # every advertisement, tag or not
         self.last_heard = np.full(n_rx, -np.inf)  # input clock
+        self.also: Callable[[Sequence[Reading]], None] | None = None  # a calibration walk's recorder
         self.rssi = Ring(
             rssi_rows,
             {"key": (np.int32, 1), "rx": (np.int16, 1), "raw": (np.float32, 1),
@@ -94,6 +95,8 @@ class LiveRecorder:
         each receiver in it was last heard)."""
         if not batch:
             return
+        if self.also is not None:
+            self.also(batch)
         index, t = self._index, batch[-1].t
         for rx, n in Counter(map(attrgetter("receiver"), batch)).items():
             i = index.get(rx)
