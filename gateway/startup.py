@@ -37,7 +37,9 @@ def effective_setup(a: argparse.Namespace) -> Setup:
     )
     layout = a.layout or cfg.gateway.layout or default_layout()
     sources = cfg.sources or (SourceConfig(f"sim:{layout}"),)
-    calibration = applied_calibration(cfg.gateway.data_dir, a.calibration or cfg.gateway.calibration)
+    calibration = applied_calibration(
+        cfg.gateway.data_dir, a.calibration or cfg.gateway.calibration
+    )
     return Setup(cfg, layout, sources, calibration)
 
 

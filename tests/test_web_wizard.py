@@ -74,7 +74,12 @@ class Technician:
                 rssi += float(self._rng.normal(0, 2.0))
                 if rssi < -94:
                     continue
-                line = {"rx": rx, "addr": "C0:FF:EE:00:00:07", "rssi": round(rssi), "mfg": self._mfg}
+                line = {
+                    "rx": rx,
+                    "addr": "C0:FF:EE:00:00:07",
+                    "rssi": round(rssi),
+                    "mfg": self._mfg,
+                }
                 self._client.publish(*theengs_message(line))
                 self.sent += 1
             self._stop.wait(0.2)
@@ -131,9 +136,7 @@ def _walk(gw: Daemon, d: Path, chromium: Any) -> dict[str, Any]:
                     timeout=5_000,
                 )
                 shot(page, "2-stand")
-            page.wait_for_selector(
-                f'#wz-zones li[data-zone-step="{zone}"].done', timeout=10_000
-            )
+            page.wait_for_selector(f'#wz-zones li[data-zone-step="{zone}"].done', timeout=10_000)
             stood.append(zone)
         assert sorted(stood) == sorted(ZONES), "the walk did not cover every zone"
         assert page.inner_text("#wz-progress").startswith(f"{len(ZONES)} of {len(ZONES)}")

@@ -23,6 +23,7 @@ COMMANDS = (
     "check",
     "status",
     "offers",
+    "report",
 )
 
 

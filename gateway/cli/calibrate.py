@@ -51,4 +51,3 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="beacon height in metres when labels give no z",
     )
     c.set_defaults(func=cmd_calibrate)
-

@@ -78,7 +78,9 @@ class LiveRecorder:
         n_rx = len(self._index)
         self.adverts = np.zeros(n_rx, dtype=np.int64)  # every advertisement, tag or not
         self.last_heard = np.full(n_rx, -np.inf)  # input clock
-        self.also: Callable[[Sequence[Reading]], None] | None = None  # a calibration walk's recorder
+        self.also: Callable[[Sequence[Reading]], None] | None = (
+            None  # a calibration walk's recorder
+        )
         self.rssi = Ring(
             rssi_rows,
             {"key": (np.int32, 1), "rx": (np.int16, 1), "raw": (np.float32, 1),

@@ -222,9 +222,7 @@ class WebService:
             elif action == "discard":
                 wz.discard()
             else:
-                raise web.HTTPNotFound(
-                    text="actions: start, stand, stop, fit, apply, discard\n"
-                )
+                raise web.HTTPNotFound(text="actions: start, stand, stop, fit, apply, discard\n")
         except WizardError as e:
             return web.Response(status=409, text=f"{e}\n")
         self._broadcast()  # every open app sees the step at once

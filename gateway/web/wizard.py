@@ -304,9 +304,9 @@ class CalibrationWizard:
                     "id": z,
                     "name": names[z],
                     "done": z in w.stands,
-                    "heard_by": sum(
-                        n >= MIN_SAMPLES for n in w.stands[z].samples.values()
-                    ) if z in w.stands else 0,
+                    "heard_by": sum(n >= MIN_SAMPLES for n in w.stands[z].samples.values())
+                    if z in w.stands
+                    else 0,
                 }
                 for z in names
             ],  # fmt: skip
@@ -477,9 +477,7 @@ class CalibrationWizard:
                 continue
             counts = np.bincount(seg[:, 0].astype(np.int64), minlength=len(self.layout.receivers))
             keep = [
-                i
-                for i in range(len(counts))
-                if counts[i] >= max(MIN_SAMPLES, 0.6 * counts.max())
+                i for i in range(len(counts)) if counts[i] >= max(MIN_SAMPLES, 0.6 * counts.max())
             ]
             if not keep:
                 continue
