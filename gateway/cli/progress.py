@@ -59,7 +59,7 @@ class Progress:
             frac = min(max(self._done / self.total, 0.0), 1.0)
             bar = "#" * int(frac * WIDTH) + "." * (WIDTH - int(frac * WIDTH))
             eta = f", {_mmss(el / frac - el)} left" if 0.02 < frac < 1.0 else ""
-            body = f"{100 * frac:3.0f}% [{bar}] {_mmss(el)}{eta}"
+            body = f"{int(100 * frac):3d}% [{bar}] {_mmss(el)}{eta}"
         else:
             body = f"{self._done:,.0f} {_mmss(el)}"
         note = f"  {self._note}" if self._note else ""

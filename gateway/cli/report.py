@@ -17,6 +17,14 @@ TIMELINE_TAGS = 6
 
 
 def cmd_report(a: argparse.Namespace) -> int:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise InputError(
+            "matplotlib",
+            "",
+            "not installed: the report's plots need it (pip install 'shelfgate[report]')",
+        ) from None
     from drivers.trace.reader import TraceStats, read_blocks, require_trace
     from gateway.assembly import load_calibration
     from gateway.config import load_config
@@ -126,6 +134,7 @@ def cmd_report(a: argparse.Namespace) -> int:
             "heatmap: how far the levels measured at the calibration stands (x) lie from the "
             "fitted path-loss curve (rms over the receivers), spread over ~3 m; receivers "
             "labelled with their fit error" if spots else "no --calibration: no residuals",
+            page.residual_table(spots) if spots else "",
         ))  # fmt: skip
         bar.stage("plotting dwell times")
         decided = an.stays_by_zone(dwells, cls)

@@ -3,6 +3,7 @@ filtered RSSI, and the timeline and dwells when they are not given)."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,7 +122,7 @@ def _seconds(blk: SightingBlock) -> list[SightingBlock]:
     bounds = [0, *cuts.tolist(), len(blk)]
     return [
         SightingBlock(blk.tags[a:b], blk.rx[a:b], blk.rssi[a:b], blk.t[a:b])
-        for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+        for a, b in itertools.pairwise(bounds)
         if b > a
     ]
 

@@ -87,3 +87,15 @@ def dwell_table(decided: dict[str, list[float]], true: dict[str, list[float]] | 
         "<table class='dwells'><tr><th>zone</th><th>dwells</th><th>median (min)</th>"
         f"<th>true stays</th></tr>{''.join(rows)}</table>"
     )
+
+
+def residual_table(spots: list[tuple[float, float, float]]) -> str:
+    """The calibration stands the heatmap is made of."""
+    rows = "".join(
+        f"<tr class='stand'><td>{x:.1f}</td><td>{y:.1f}</td><td>{v:.1f}</td></tr>"
+        for x, y, v in spots
+    )
+    return (
+        "<details><summary>the stands</summary><table class='residuals'><tr><th>x (m)</th>"
+        f"<th>y (m)</th><th>rms residual (dB)</th></tr>{rows}</table></details>"
+    )

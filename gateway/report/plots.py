@@ -118,7 +118,7 @@ def confusion_plot(m: FloatArray, cls: Classes) -> bytes:
     labels = [str(cls[k]) if cls[k] is not None else "no zone" for k in keep]
     share = sub / sub.sum(axis=1, keepdims=True).clip(min=1e-12)
     n = max(len(keep), 1)
-    fig = Figure(figsize=(2.0 + 0.55 * n, 1.6 + 0.5 * n), layout="constrained")
+    fig = Figure(figsize=(max(4.8, 2.0 + 0.55 * n), max(3.2, 1.6 + 0.5 * n)), layout="constrained")
     ax = fig.subplots()
     im = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
     for i in range(len(keep)):
@@ -132,7 +132,7 @@ def confusion_plot(m: FloatArray, cls: Classes) -> bytes:
     ax.set_yticks(range(len(keep)), labels, fontsize=8)
     ax.set_xlabel("decided zone")
     ax.set_ylabel("true zone")
-    ax.set_title("confusion (percent of each true zone's time)", fontsize=10)
+    ax.set_title("confusion (% of each true zone's time)", fontsize=10)
     fig.colorbar(im, ax=ax, shrink=0.8, label="share of the row")
     return _png(fig)
 

@@ -309,7 +309,7 @@ class CalibrationWizard:
                     else 0,
                 }
                 for z in names
-            ],  # fmt: skip
+            ],
             next=next((z for z in names if z not in w.stands), None),
             progress={"done": len(done), "total": len(names)},
             coverage=self._coverage(w),
