@@ -43,16 +43,16 @@ def cmd_replay(a: argparse.Namespace) -> int:
             raise InputError(out, "", "is the trace itself: writing there would destroy it")
     from .progress import Progress, trace_span
 
-    span = trace_span(a.trace)
-    bar = Progress("replay", (span[1] - span[0]) if span else None)
+    ends = trace_span(a.trace)
+    bar = Progress("replay", (ends[1] - ends[0]) if ends else None)
 
     seen = 0
 
     def progress(t: float, n: int) -> None:
         nonlocal seen
         seen += n
-        if span:
-            bar.update(t - span[0], f"{seen:,} tag sightings")
+        if ends:
+            bar.update(t - ends[0], f"{seen:,} tag sightings")
         else:
             bar.update(seen, "tag sightings")
 
