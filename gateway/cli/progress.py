@@ -35,9 +35,11 @@ class Progress:
         if self.enabled and time.monotonic() - self._drawn >= REDRAW_S:
             self._draw()
 
-    def stage(self, note: str) -> None:
-        """A step without a measure of its own (drawn at once)."""
+    def stage(self, note: str, done: float | None = None) -> None:
+        """A step (drawn at once), optionally with how far the whole has got."""
         self._note = note
+        if done is not None:
+            self._done = done
         if self.enabled:
             self._draw()
 

@@ -59,13 +59,25 @@ def cmd_report(a: argparse.Namespace) -> int:
             tags = list(dict.fromkeys(blk.tags))[:RSSI_TAGS]
             break
     span = trace_span(a.trace)
-    bar = Progress("report", (span[1] - span[0]) if span else None)
+    # the replay fills 90% of the bar, the plots the rest
+    bar = Progress("report", 100.0 if span else None)
+    n_plots = len(tags) + 4
+    done_plots = 0
+
+    def plotting(what: str) -> None:
+        nonlocal done_plots
+        bar.stage(f"plotting {what}", 90.0 + 10.0 * done_plots / n_plots if span else None)
+        done_plots += 1
+
     t_first = span[0] if span else 0.0
     try:
         bar.stage("replaying the trace")
         rep = replay(
             a.trace, layout, model, cfg, tags, min_dwell,
-            progress=lambda t: bar.update(t - t_first, "replaying the trace"),
+            progress=lambda t: bar.update(
+                90.0 * (t - t_first) / (span[1] - span[0]) if span else t - t_first,
+                "replaying the trace",
+            ),
         )  # fmt: skip
         st = rep.stats
         if st.first_t is None:
@@ -87,7 +99,7 @@ def cmd_report(a: argparse.Namespace) -> int:
         made: list[page.Plot] = []
         notes: list[str] = []
         for k, tag in enumerate(tags, 1):
-            bar.stage(f"plotting RSSI of tag {k} of {len(tags)}")
+            plotting(f"RSSI of tag {k} of {len(tags)}")
             if tag not in rep.rssi or not rep.rssi[tag]:
                 notes.append(f"tag {tag} is never heard in the trace")
                 continue
@@ -97,7 +109,7 @@ def cmd_report(a: argparse.Namespace) -> int:
                 "dots: each advertisement as heard; line: the pipeline's Kalman-filtered level "
                 "(after each second of trace), the four receivers hearing the tag most often",
             ))  # fmt: skip
-        bar.stage("plotting the zone timeline")
+        plotting("the zone timeline")
         tl_tags = list(dict.fromkeys(
             tags + an.busiest_tags(truth if truth is not None else timeline, TIMELINE_TAGS)
         ))[:TIMELINE_TAGS]  # fmt: skip
@@ -107,7 +119,7 @@ def cmd_report(a: argparse.Namespace) -> int:
             f"timeline: {'--timeline ' + a.timeline if a.timeline else 'replayed'}",
         ))  # fmt: skip
         if truth is not None:
-            bar.stage("plotting the confusion matrix")
+            plotting("the confusion matrix")
             m = an.confusion(truth, timeline, cls)
             total = m.sum()
             acc = float(m.trace() / total) if total else float("nan")
@@ -120,7 +132,7 @@ def cmd_report(a: argparse.Namespace) -> int:
             ))  # fmt: skip
         else:
             notes.append("no --truth: no confusion matrix, and no truth in the timeline")
-        bar.stage("plotting the floor")
+        plotting("the floor")
         spots = an.stand_residuals(model) if model is not None else []
         field = an.residual_field(layout, spots) if spots else None
         rx_err = {
@@ -136,7 +148,7 @@ def cmd_report(a: argparse.Namespace) -> int:
             "labelled with their fit error" if spots else "no --calibration: no residuals",
             page.residual_table(spots) if spots else "",
         ))  # fmt: skip
-        bar.stage("plotting dwell times")
+        plotting("dwell times")
         decided = an.stays_by_zone(dwells, cls)
         true_st = an.stays_by_zone(true_dwells(truth, min_dwell), cls) if truth else None
         made.append(page.Plot(
