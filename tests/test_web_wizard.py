@@ -25,7 +25,7 @@ from .conftest import ROOT, shelfgate
 from .mqtt_helpers import env
 from .network_helpers import client, theengs_message
 from .test_web import browser, page_for  # noqa: F401 (the browser fixture)
-from .web_helpers import ARTIFACTS, LAYOUT, Daemon, daemon
+from .web_helpers import ARTIFACTS, LAYOUT, Daemon, daemon, wait_for
 
 SHOTS = ROOT / "out" / "screenshots"
 UUID = "5e1f0a57-cafe-4b1d-9a11-7e57ca11b4a7"
@@ -212,11 +212,24 @@ def fingerprint(calibration: dict[str, Any]) -> str:
 
 
 def test_wizard_requests_are_checked(tmp_path: Path) -> None:
-    with daemon(tmp_path, shoppers=2) as gw:
+    with daemon(tmp_path, shoppers=3) as gw:
         assert gw.post("/api/v1/calibration/stand", {"zone": "fasteners"})[0] == 409
         code, body = gw.post("/api/v1/calibration/start", {"beacon": "p:nope", "stand_s": 30})
         assert (code, b"not heard" in body) == (409, True)
-        assert gw.post("/api/v1/calibration/start", {"stand_s": 0.5})[0] == 409
+        tag = wait_for(
+            "a tag to choose",
+            lambda: next(iter(gw.state_of("/api/v1/calibration")["candidates"]), None),
+            30.0,
+        )["tag"]
+        code, body = gw.post("/api/v1/calibration/start", {"beacon": tag, "stand_s": 0.5})
+        assert (code, body.startswith(b"stand_s: expected 2 to 600")) == (409, True), body
         assert gw.post("/api/v1/calibration/fit", None, form=True)[0] == 415
         assert gw.post("/api/v1/calibration/nope", {})[0] == 404
         assert gw.post("/api/v1/calibration/start", {}, auth=None)[0] == 401
+        code, body = gw.post("/api/v1/calibration/start", {"beacon": tag, "stand_s": 30})
+        assert code == 200 and orjson.loads(body)["state"] == "walking", body
+        code, body = gw.post("/api/v1/calibration/stand", {"zone": "nowhere"})
+        assert (code, b"not a zone" in body) == (409, True)
+        code, body = gw.post("/api/v1/calibration/fit", {})
+        assert (code, b"at least 2 zones" in body) == (409, True)
+        assert orjson.loads(gw.post("/api/v1/calibration/discard", {})[1])["state"] == "idle"
