@@ -42,6 +42,7 @@ class Technician:
 
     def __init__(self, port: int, x: float, y: float) -> None:
         self.pos = (x, y)
+        self.height = 2.95  # held to a receiver, as the wizard says, until the first move
         self.sent = 0
         self._port = port
         self._stop = threading.Event()
@@ -63,14 +64,16 @@ class Technician:
 
     def move(self, x: float, y: float) -> None:
         self.pos = (x, y)
+        self.height = 1.1
         time.sleep(0.5)  # messages from the old spot have arrived; the technician stands still
 
     def _run(self) -> None:
         while not self._stop.is_set():
             x, y = self.pos
+            h = self.height
             for rx, rx_x, rx_y, rz in RECEIVERS:
-                d = math.sqrt((x - rx_x) ** 2 + (y - rx_y) ** 2 + (rz - 1.1) ** 2)
-                rssi = -58 + self._gain[rx] - 22 * math.log10(max(d, 0.5))
+                d = math.sqrt((x - rx_x) ** 2 + (y - rx_y) ** 2 + (rz - h) ** 2)
+                rssi = -58 + self._gain[rx] - 22 * math.log10(max(d, 0.2))
                 rssi += float(self._rng.normal(0, 2.0))
                 if rssi < -94:
                     continue
@@ -114,8 +117,12 @@ def _walk(gw: Daemon, d: Path, chromium: Any) -> dict[str, Any]:
     with Technician(gw.broker_port, rx01[1], rx01[2]) as tech:
         page = page_for(chromium, gw, viewport={"width": 1280, "height": 900})
         page.click("#wz-open")
-        # the reference beacon held under rx01 is the loudest tag the wizard lists
-        page.wait_for_selector("#wz-candidates button[data-candidate]", timeout=30_000)
+        # the reference beacon held up to rx01 is the loudest tag the wizard lists
+        page.wait_for_function(
+            "document.querySelector('#wz-candidates button[data-candidate]')"
+            "?.textContent.endsWith('at rx01')",
+            timeout=30_000,
+        )  # as a technician does: the loudest tag is heard at the receiver they hold it to
         page.fill("#wz-stand-s", str(STAND_S))
         shot(page, "1-choose")
         page.click("#wz-strongest")
@@ -132,7 +139,8 @@ def _walk(gw: Daemon, d: Path, chromium: Any) -> dict[str, Any]:
             if len(stood) == 3:  # the coverage of a stand under way
                 page.wait_for_function(
                     "[...document.querySelectorAll('#wz-coverage td:nth-child(2)')]"
-                    ".some((td) => Number(td.textContent) > 0)",
+                    ".some((td) => parseInt(td.textContent) > 0)"
+                    " && document.querySelector('#wz-countdown div').style.width !== '0%'",
                     timeout=5_000,
                 )
                 shot(page, "2-stand")

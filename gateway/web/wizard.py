@@ -86,6 +86,7 @@ class Walk:
         self.report: dict[str, Any] | None = None
         self.fitting = False
         self.error: str | None = None
+        self.seen = ""
 
     def close(self) -> None:
         self.trace.close()
@@ -128,6 +129,7 @@ class CalibrationWizard:
         tag = self.state.by_pseudonym.get(beacon)
         if tag is None:
             raise WizardError("that tag is not heard now: choose one from the list")
+        seen = next((c for c in self.candidates() if c["tag"] == beacon), None)
         self._drop_walk()
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self.pipeline.to_wall(self._now())))
         folder = self.data_dir / WALKS_DIR / stamp
@@ -137,6 +139,8 @@ class CalibrationWizard:
             folder = self.data_dir / WALKS_DIR / f"{stamp}-{n}"
         folder.mkdir(parents=True)
         self.walk = Walk(folder, tag, beacon, stand_s)
+        if seen is not None:  # shown during the walk: a wrong pick is noticed at once
+            self.walk.seen = f"{seen['level_dbm']} dBm at {seen['receiver']} when chosen"
         self.state.recorder.also = self.readings
         log.info("calibration walk started (%s), recording in %s", beacon, folder)
 
@@ -292,10 +296,12 @@ class CalibrationWizard:
                 "elapsed": round(max(0.0, now - start), 1),
                 "remaining": round(max(0.0, end - now), 1),
                 "samples": self._samples(w, ws, math.inf),
+                "levels": self._levels(w, ws),
             }
         done = [z for z in names if z in w.stands]
         out.update(
             beacon=w.pseudonym,
+            beacon_seen=w.seen,
             folder=str(w.folder),
             stand_s=w.stand_s,
             stand=cur,
@@ -368,6 +374,21 @@ class CalibrationWizard:
 
     def _store(self) -> str:
         return self.layout.store_id
+
+    def _levels(self, w: Walk, ws: float) -> dict[str, float]:
+        """Mean RSSI per receiver since `ws` (the stand under way)."""
+        sums = [0.0] * len(self.layout.receivers)
+        counts = [0] * len(self.layout.receivers)
+        for i, rssi, t in reversed(w.heard):
+            if t < ws:
+                break
+            sums[i] += rssi
+            counts[i] += 1
+        return {
+            r.id: round(sums[k] / counts[k], 1)
+            for k, r in enumerate(self.layout.receivers)
+            if counts[k]
+        }
 
     def _samples(self, w: Walk, ws: float, we: float) -> dict[str, int]:
         counts = [0] * len(self.layout.receivers)

@@ -71,6 +71,8 @@
     const zone = cur ? cur.zone : (picked && c.zones.some((z) => z.id === picked) ? picked : c.next);
     target(zone);
     const name = zone ? zoneNames.get(zone) || zone : null;
+    $("#wz-beacon").textContent = `Reference beacon ${c.beacon.slice(0, 14)}… (${c.beacon_seen || "chosen"}): ` +
+      "not the receiver you held it to? Discard the walk and choose again.";
     $("#wz-prompt").dataset.zone = zone || "";
     if (c.state === "fitting") $("#wz-prompt").textContent = "Fitting the radio model…";
     else if (cur) $("#wz-prompt").textContent = `Stand in ${name}: ${Math.ceil(cur.remaining)} s left`;
@@ -95,7 +97,8 @@
     $("#wz-coverage tbody").innerHTML = [...cov.values()].map((r) => {
       const n = now[r.id] || 0;
       return `<tr data-coverage="${esc(r.id)}"><td>${esc(r.id)}</td>` +
-        `<td><span class="bar-cell" style="width:${(4 * n / top).toFixed(2)}rem"></span>${cur ? n : ""}</td>` +
+        `<td><span class="bar-cell" style="width:${(4 * n / top).toFixed(2)}rem"></span>${cur ? n : ""}` +
+        `${cur && cur.levels[r.id] !== undefined ? ` <span class="muted">${cur.levels[r.id].toFixed(0)} dBm</span>` : ""}</td>` +
         `<td class="num">${r.stands} of ${c.progress.done}</td></tr>`;
     }).join("");
   }
@@ -174,5 +177,6 @@
   });
   $("#wz-apply").addEventListener("click", () => act("apply"));
   $("#wz-more").addEventListener("click", () => { again = true; update(cal); });
+  $("#wz-cancel").addEventListener("click", () => { chosen = null; again = false; act("discard"); });
   $("#wz-discard").addEventListener("click", () => { chosen = null; again = false; act("discard"); });
 })();
