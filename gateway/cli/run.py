@@ -6,6 +6,7 @@ import argparse
 
 
 def cmd_run(a: argparse.Namespace) -> int:
+    import logging
     import os
 
     from gateway.app import run_gateway
@@ -15,6 +16,10 @@ def cmd_run(a: argparse.Namespace) -> int:
     setup = effective_setup(a)
     layout = load_store_layout(setup.layout_path)
     model = load_model(setup.calibration)
+    if setup.calibration is not None:
+        logging.getLogger("gateway").info(
+            "zones decided with the calibration %s", setup.calibration
+        )
     prepare_data_dir(setup.cfg.gateway.data_dir)
     return run_gateway(
         setup.cfg,
