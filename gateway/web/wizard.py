@@ -17,10 +17,12 @@ gives the calibration the wizard applied.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import hashlib
 import logging
 import math
 import time
+from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +48,7 @@ STAND_S = 30.0
 STAND_LIMITS = (2.0, 600.0)
 CANDIDATES = 8
 MIN_SAMPLES = 3  # a receiver heard the beacon during a stand: as `calibrate` counts it
+MAX_HEARD = 2_000_000  # 14 bytes each (28 MB): ~10 h of a beacon heard by 12 receivers at 4 Hz
 WALKS_DIR = "calibrations"
 
 
@@ -79,7 +82,10 @@ class Walk:
         self.trace_path = folder / "trace.jsonl"
         self.labels_path = folder / "labels.jsonl"
         self.trace: IO[bytes] = self.trace_path.open("ab")
-        self.heard: list[tuple[int, float, float]] = []  # (rx index, rssi, wall t)
+        # the beacon's sightings as compact columns: receiver index, rssi, wall time
+        self.rx = array("h")
+        self.rssi = array("f")
+        self.t = array("d")
         self.stands: dict[str, StandDone] = {}  # zone -> its latest stand, in walk order
         self.current: tuple[str, float, float] | None = None  # zone, start, end (pipeline clock)
         self.fitted: FittedWalk | None = None
@@ -87,6 +93,7 @@ class Walk:
         self.fitting = False
         self.error: str | None = None
         self.seen = ""
+        self.pending: list[bytes] = []  # trace lines held while a fit reads the file
 
     def close(self) -> None:
         self.trace.close()
@@ -208,9 +215,19 @@ class CalibrationWizard:
                 continue
             t = r.t + off
             lines.append(orjson.dumps(advert_json(r, t)) + b"\n")
-            w.heard.append((i, float(r.rssi), t))
-        if lines:
-            w.trace.write(b"".join(lines))
+            w.rx.append(i)
+            w.rssi.append(r.rssi)
+            w.t.append(t)
+        if not lines:
+            return
+        w.pending += lines
+        if not w.fitting:  # the fit is reading the file: whole lines only, after it
+            w.trace.write(b"".join(w.pending))
+            w.trace.flush()  # a few lines a second: on disk even if the daemon is killed
+            w.pending.clear()
+        if len(w.t) > MAX_HEARD:
+            w.error = "this walk has run for hours: fit it or discard it (recording stopped)"
+            self.state.recorder.also = None
 
     # ------------------------------------------------------------------ fit and apply
     async def fit(self) -> None:
@@ -233,6 +250,10 @@ class CalibrationWizard:
             return
         finally:
             w.fitting = False
+            if w.pending and self.walk is w:
+                w.trace.write(b"".join(w.pending))
+                w.trace.flush()
+                w.pending.clear()
         if self.walk is not w:  # discarded meanwhile
             return
         write_calibration(w.folder / "calibration.json", fitted.calibration_json(self._store()))
@@ -379,11 +400,9 @@ class CalibrationWizard:
         """Mean RSSI per receiver since `ws` (the stand under way)."""
         sums = [0.0] * len(self.layout.receivers)
         counts = [0] * len(self.layout.receivers)
-        for i, rssi, t in reversed(w.heard):
-            if t < ws:
-                break
-            sums[i] += rssi
-            counts[i] += 1
+        for k in range(_since(w, ws), len(w.t)):
+            sums[w.rx[k]] += w.rssi[k]
+            counts[w.rx[k]] += 1
         return {
             r.id: round(sums[k] / counts[k], 1)
             for k, r in enumerate(self.layout.receivers)
@@ -392,11 +411,9 @@ class CalibrationWizard:
 
     def _samples(self, w: Walk, ws: float, we: float) -> dict[str, int]:
         counts = [0] * len(self.layout.receivers)
-        for i, _, t in reversed(w.heard):
-            if t < ws:
-                break
-            if t <= we:
-                counts[i] += 1
+        for k in range(_since(w, ws), len(w.t)):
+            if w.t[k] <= we:
+                counts[w.rx[k]] += 1
         return {r.id: counts[k] for k, r in enumerate(self.layout.receivers)}
 
     def _coverage(self, w: Walk) -> list[dict[str, Any]]:
@@ -507,6 +524,14 @@ class CalibrationWizard:
             of += 1
             right += clf.zone_ids[int(np.argmax(ll))] == s.zone
         return {"right": right, "of": of}
+
+
+def _since(w: Walk, ws: float) -> int:
+    """The first sighting at or after `ws` (times arrive in order, give or take a batch)."""
+    k = bisect.bisect_left(w.t, ws)
+    while k > 0 and w.t[k - 1] >= ws:
+        k -= 1
+    return k
 
 
 def model_fingerprint(radio_model_json: dict[str, Any]) -> str:
