@@ -184,6 +184,7 @@ class WebService:
     async def _calibration(self, request: web.Request) -> web.Response:
         if self.wizard is None:
             raise web.HTTPNotFound(text="no calibration wizard in this gateway\n")
+        self.wizard.watch()
         return _json(self.wizard.status())
 
     async def _calibrate(self, request: web.Request) -> web.Response:

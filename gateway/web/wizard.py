@@ -50,6 +50,7 @@ CANDIDATES = 8
 MIN_SAMPLES = 3  # a receiver heard the beacon during a stand: as `calibrate` counts it
 MAX_HEARD = 2_000_000  # 14 bytes each (28 MB): ~10 h of a beacon heard by 12 receivers at 4 Hz
 WALKS_DIR = "calibrations"
+WATCH_S = 600.0
 
 
 class WizardError(Exception):
@@ -108,6 +109,7 @@ class CalibrationWizard:
         self.walk: Walk | None = None
         self.applied: str | None = None  # the walk folder last applied
         self.on_change: Callable[[], None] | None = None  # a step the app should see at once
+        self.watch_until = -math.inf  # the app's wizard was opened recently (pipeline clock)
         self._fingerprint: tuple[RadioModel, str] | None = None
         self._index = self.layout.receiver_index()
         applied = str(data_dir / APPLIED_CALIBRATION)
@@ -295,7 +297,9 @@ class CalibrationWizard:
         }
         w = self.walk
         if w is None:
-            out["candidates"] = self.candidates()
+            # the list costs a pass over every live tag: only while someone has the wizard open
+            watching = self._now() < self.watch_until
+            out["candidates"] = self.candidates() if watching else []
             return out
         if self._finished():
             out["state"] = "applied"
@@ -344,6 +348,10 @@ class CalibrationWizard:
             report=w.report,
         )
         return out
+
+    def watch(self) -> None:
+        """Someone opened the wizard: push the tags to choose from for the next 10 minutes."""
+        self.watch_until = self._now() + WATCH_S
 
     def candidates(self) -> list[dict[str, Any]]:
         """Live tags, loudest first: the reference beacon is the one next to the technician."""
