@@ -111,7 +111,7 @@
     v.classList.toggle("ok", rep.good);
     const cmp = rep.compare;
     $("#wz-compare tbody").innerHTML =
-      `<tr data-compare="active"><td>in use (${esc(cmp.active.source)})</td><td class="num">${cmp.active.right} of ${cmp.active.of}</td></tr>` +
+      `<tr data-compare="active"><td>${c.state === "applied" ? "in use before" : "in use"} (${esc(cmp.active.source)})</td><td class="num">${cmp.active.right} of ${cmp.active.of}</td></tr>` +
       `<tr data-compare="new"><td>this walk's fit (each stand judged without itself)</td><td class="num">${cmp.new.right} of ${cmp.new.of}</td></tr>`;
     const applied = c.state === "applied";
     $("#wz-apply").hidden = applied;
