@@ -78,12 +78,15 @@ class Gateway:
         remote: RemoteState | None = None,
         source: ConfigSource | None = None,
         check_args: tuple[str, ...] = (),
+        *,
+        calibration_from: str | None = None,
     ) -> None:
         self.cfg = cfg
         self.remote_state = remote
         self.config_source = source
         self.check_args = check_args
         self.restart_reason: str | None = None
+        self.calibration_from = calibration_from  # the file `model` was read from
         self.clock = clock or Clock()
         self.exit_when_drained = exit_when_drained
         data_dir = cfg.outbox_path.parent
@@ -300,6 +303,7 @@ class Gateway:
     def _web(self) -> WebService:
         from .web.server import WebService
         from .web.state import LiveState
+        from .web.wizard import CalibrationWizard
 
         publisher = self.publisher
         state = LiveState(
@@ -311,7 +315,8 @@ class Gateway:
             self.clock,
             self.health,
         )
-        return WebService(self.cfg.web, state, lambda: len(publisher.inflight))
+        wizard = CalibrationWizard(state, self.cfg.outbox_path.parent, self.calibration_from)
+        return WebService(self.cfg.web, state, lambda: len(publisher.inflight), wizard)
 
     async def _status_now(self) -> None:
         self.catalogue.forget_old_triggers()
@@ -409,10 +414,20 @@ def run_gateway(
     remote: RemoteState | None = None,
     source: ConfigSource | None = None,
     check_args: tuple[str, ...] = (),
+    calibration_from: str | None = None,
 ) -> int:
     async def main() -> int:
         gw = Gateway(
-            cfg, layout, model, sources, clock, exit_when_drained, remote, source, check_args
+            cfg,
+            layout,
+            model,
+            sources,
+            clock,
+            exit_when_drained,
+            remote,
+            source,
+            check_args,
+            calibration_from=calibration_from,
         )
         return await gw.run()
 

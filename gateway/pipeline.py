@@ -22,7 +22,9 @@ import numpy as np
 
 from drivers.advertisement import RSSI_MAX, RSSI_MIN, Advertisement, PositionFix, Reading
 from drivers.trace.reader import SightingBlock
+from positioning.classifier import ZoneClassifier
 from positioning.dwell import OngoingStay
+from positioning.pathloss import RadioModel
 from positioning.tags import TagResolver
 from positioning.tracker import TagView, ZoneTracker
 from positioning.types import DwellEvent, ZoneSegment
@@ -229,6 +231,19 @@ class Pipeline:
     @property
     def live(self) -> bool:
         return self._live
+
+    # ------------------------------------------------------------------ calibration
+    @property
+    def radio_model(self) -> RadioModel:
+        """The calibration zones are decided with now."""
+        return self.tracker.classifier.model
+
+    def set_radio_model(self, model: RadioModel) -> None:
+        """A new calibration in the running pipeline (the web app's wizard applies one, no
+        restart): zone decisions from the next one on use it; the Kalman filters, beliefs,
+        stays and dwell timers carry on (the zones are the layout's, unchanged)."""
+        old = self.tracker.classifier
+        self.tracker.classifier = ZoneClassifier(old.layout, model, old.params, old.method)
 
     # ------------------------------------------------------------------ read-only views
     def tag_view(self, tag: str) -> TagView | None:

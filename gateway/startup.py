@@ -123,7 +123,10 @@ def effective_setup(a: argparse.Namespace, boot: bool = False) -> Setup:
             save_state(data_dir, remote)
     layout = a.layout or cfg.gateway.layout or default_layout()
     sources = cfg.sources or (SourceConfig(f"sim:{layout}"),)
-    return Setup(cfg, layout, sources, a.calibration or cfg.gateway.calibration, source, remote)
+    calibration = applied_calibration(
+        cfg.gateway.data_dir, a.calibration or cfg.gateway.calibration
+    )
+    return Setup(cfg, layout, sources, calibration, source, remote)
 
 
 def boot_remote(data_dir: str, remote: RemoteState) -> RemoteState:
@@ -152,6 +155,28 @@ def _now() -> float:
     from .clock import Clock
 
     return Clock().wall()
+
+
+APPLIED_CALIBRATION = "calibration.json"  # in the data dir: what the web app's wizard applied
+
+
+def applied_calibration(data_dir: str, configured: str | None) -> str | None:
+    """The calibration to start with: the one the web app's wizard last applied
+    (`<data_dir>/calibration.json`), unless the configured file is newer (an installer put a
+    new calibration in place since) or missing (its error is then reported)."""
+    applied = Path(data_dir) / APPLIED_CALIBRATION
+    try:
+        applied_at = applied.stat().st_mtime
+    except OSError:
+        return configured
+    if configured is None:
+        return str(applied)
+    try:
+        if Path(configured).stat().st_mtime > applied_at:
+            return configured
+    except OSError:
+        return configured
+    return str(applied)
 
 
 def load_model(path: str | None) -> RadioModel | None:

@@ -4,6 +4,7 @@ would number them, and optionally the zone timeline."""
 from __future__ import annotations
 
 import gc
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -31,8 +32,10 @@ def replay_trace(
     events_out: IO[bytes],
     timeline_out: IO[bytes] | None = None,
     workers: int | None = None,
+    progress: Callable[[float, int], None] | None = None,
 ) -> ReplaySummary:
-    """The trace through `pipeline`; events written numbered in order, as the daemon would."""
+    """The trace through `pipeline`; events written numbered in order, as the daemon would.
+    `progress(t, n)`: after each block, the trace time reached and the block's sightings."""
     gc.freeze()  # the layout, model and imports: long-lived, never worth rescanning
     stats = TraceStats()
     seq = dwells = 0
@@ -57,6 +60,8 @@ def replay_trace(
     tracker = pipeline.tracker
     for blk in read_blocks_parallel(trace, tracker.rx_index, stats, pipeline.resolver, workers):
         write(pipeline.feed_block(blk))
+        if progress is not None and len(blk):
+            progress(float(blk.t[-1]), len(blk))
     write(pipeline.finish())
     return ReplaySummary(stats, seq, dwells, tracker.evicted)
 

@@ -45,6 +45,7 @@ class Daemon:
     url: str
     log: Path
     https: ssl.SSLContext | None = None
+    broker_port: int = 0
 
     def basic(self) -> str:
         return "Basic " + base64.b64encode(f"technician:{PASSWORD}".encode()).decode()
@@ -60,6 +61,28 @@ class Daemon:
                 return r.status, r.read()
         except urllib.error.HTTPError as e:
             return e.code, e.read()
+
+    def post(
+        self, path: str, body: object, auth: str | None = "basic", form: bool = False
+    ) -> tuple[int, bytes]:
+        """A POST with a JSON body (`form`: as an HTML form would send it)."""
+        data = b"a=1" if form else orjson.dumps(body)
+        req = urllib.request.Request(self.url + path, data=data, method="POST")
+        ctype = "application/x-www-form-urlencoded" if form else "application/json"
+        req.add_header("Content-Type", ctype)
+        if auth == "basic":
+            req.add_header("Authorization", self.basic())
+        try:
+            with urllib.request.urlopen(req, timeout=30, context=self.https) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
+    def state_of(self, path: str) -> dict[str, Any]:
+        status, body = self.get(path)
+        assert status == 200, body
+        out: dict[str, Any] = orjson.loads(body)
+        return out
 
     def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         """(sample name, sorted labels) -> value, parsed by prometheus_client's own parser."""
@@ -107,20 +130,23 @@ backoff_cap_s = 1.0
 def daemon(
     d: Path, web: str = 'password_file = "web-password"\ntoken_file = "web-token"',
     listen: str | None = None, shoppers: int = 20, https: ssl.SSLContext | None = None,
-    layout: Path = LAYOUT,
+    layout: Path = LAYOUT, extra_sources: tuple[str, ...] = (),
 ) -> Iterator[Daemon]:  # fmt: skip
+    """`extra_sources`: more source URIs, "{broker}" standing for the test broker's URL."""
     broker = Broker(d).start()
     port = int(listen.rsplit(":", 1)[1]) if listen else free_port()
     cfg = write_config(d, broker.url, web)
     log = d / "daemon.log"
     source = f"sim:{layout}?shoppers={shoppers}&seed=3"
-    with log.open("wb") as out:
+    more = [a for s in extra_sources for a in ("--source", s.replace("{broker}", broker.url))]
+    with log.open("ab") as out:
         proc = subprocess.Popen(
-            shelfgate("run", "--config", str(cfg), "--source", source, "--layout", str(layout),
-                      "--web", listen or f"127.0.0.1:{port}"),
+            shelfgate("run", "--config", str(cfg), "--source", source, *more, "--layout",
+                      str(layout), "--web", listen or f"127.0.0.1:{port}"),
             cwd=ROOT, env=env(), stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     dm = Daemon(proc, f"{'https' if https else 'http'}://127.0.0.1:{port}", log, https)
+    dm.broker_port = broker.port
     try:
 
         def up() -> bool | None:

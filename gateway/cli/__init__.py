@@ -24,6 +24,7 @@ COMMANDS = (
     "status",
     "offers",
     "diagnose",
+    "report",
 )
 
 

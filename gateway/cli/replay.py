@@ -41,12 +41,28 @@ def cmd_replay(a: argparse.Namespace) -> int:
     for out in (a.events, a.timeline):
         if out is not None and Path(out).resolve() == trace.resolve():
             raise InputError(out, "", "is the trace itself: writing there would destroy it")
+    from .progress import Progress, trace_span
+
+    ends = trace_span(a.trace)
+    bar = Progress("replay", (ends[1] - ends[0]) if ends else None)
+
+    seen = 0
+
+    def progress(t: float, n: int) -> None:
+        nonlocal seen
+        seen += n
+        if ends:
+            bar.update(t - ends[0], f"{seen:,} tag sightings")
+        else:
+            bar.update(seen, "tag sightings")
+
     t0 = time.perf_counter()
     with open(open_out(a.events), "wb") as ev:
         tl = open(open_out(a.timeline), "wb") if a.timeline else None  # noqa: SIM115
         try:
-            s = replay_trace(a.trace, pipeline, ev, tl, a.workers)
+            s = replay_trace(a.trace, pipeline, ev, tl, a.workers, progress)
         finally:
+            bar.close()
             if tl is not None:
                 tl.close()
     dt = time.perf_counter() - t0

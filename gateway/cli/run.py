@@ -27,6 +27,8 @@ def cmd_run(a: argparse.Namespace) -> int:
     try:
         layout = load_store_layout(setup.layout_path)
         model = load_model(setup.calibration)
+        if setup.calibration is not None:
+            log.info("zones decided with the calibration %s", setup.calibration)
         prepare_data_dir(setup.cfg.gateway.data_dir)
         rc = run_gateway(
             setup.cfg,
@@ -37,6 +39,7 @@ def cmd_run(a: argparse.Namespace) -> int:
             remote=setup.remote,
             source=setup.source,
             check_args=setup_argv(a),
+            calibration_from=setup.calibration,
         )
     except ShelfgateError as e:
         trial = setup.remote.trial

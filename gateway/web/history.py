@@ -9,7 +9,7 @@ hash of its id; nothing here leaves the process.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -76,6 +76,9 @@ class LiveRecorder:
     ) -> None:
         self._pipeline = pipeline
         self.health = health or ReceiverHealth(pipeline.tracker.rx_index, 0.0)
+        self.also: Callable[[Sequence[Reading]], None] | None = (
+            None  # a calibration walk's recorder
+        )
         self.rssi = Ring(
             rssi_rows,
             {"key": (np.int32, 1), "rx": (np.int16, 1), "raw": (np.float32, 1),
@@ -96,8 +99,10 @@ class LiveRecorder:
         return self.health.last_heard
 
     def readings(self, batch: Sequence[Reading]) -> None:
-        """Receiver health (counted there, always on)."""
+        """Receiver health (counted there, always on), and a calibration walk's recorder."""
         self.health.readings(batch)
+        if self.also is not None and batch:
+            self.also(batch)
 
     def sightings(
         self, tags: Sequence[str], rx: Sequence[int], rssi: Sequence[float], t: Sequence[float]

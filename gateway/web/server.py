@@ -7,6 +7,9 @@
     GET /api/v1/stream    server-sent events: `state` every second; with ?tag=<pseudonym> also
                           `tag` (that tag's last minutes) every TAG_EVERY_S
     GET /api/v1/tags/{p}  one tag's last minutes (what the stream's `tag` event carries)
+    GET /api/v1/calibration            the calibration wizard's state (also in every `state` push)
+    POST /api/v1/calibration/{action}  start {beacon, stand_s}, stand {zone}, stop {keep}, fit,
+                          apply, discard (JSON bodies: a cross-site form cannot send one)
 
 One tick a second samples the live state and serialises the stream's message once for every
 client; a client that cannot keep up loses old messages, never grows a queue.
@@ -33,21 +36,31 @@ from .auth import Credentials, bind_host, parse_listen
 from .floor import floor_svg
 from .metrics import CONTENT_TYPE, GatewayCollector, exposition, make_registry
 from .state import LiveState
+from .wizard import CalibrationWizard, WizardError
 
 log = logging.getLogger(__name__)
 
 TICK_S = 1.0
 TAG_EVERY_S = 2.0
 KEEPALIVE_S = 15.0
-STATIC = {"app.js": "text/javascript", "app.css": "text/css"}
+STATIC = {"app.js": "text/javascript", "wizard.js": "text/javascript", "app.css": "text/css"}
 
 Health = Callable[[], Awaitable[str | None]]
 
 
 class WebService:
-    def __init__(self, cfg: WebConfig, state: LiveState, inflight: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        cfg: WebConfig,
+        state: LiveState,
+        inflight: Callable[[], int],
+        wizard: CalibrationWizard | None = None,
+    ) -> None:
         assert cfg.listen is not None
         self.state = state
+        self.wizard = wizard
+        if wizard is not None:
+            wizard.on_change = self._broadcast
         self.host, self.port = parse_listen(cfg.listen)
         self.creds = Credentials.from_config(cfg)
         self.ssl = _ssl_context(cfg)
@@ -74,6 +87,8 @@ class WebService:
                 web.get("/api/v1/state", self._state),
                 web.get("/api/v1/stream", self._stream),
                 web.get("/api/v1/tags/{pseudonym}", self._tag),
+                web.get("/api/v1/calibration", self._calibration),
+                web.post("/api/v1/calibration/{action}", self._calibrate),
             ]
         )
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
@@ -101,6 +116,8 @@ class WebService:
                 await asyncio.sleep(TICK_S)
                 try:
                     await self.state.tick()
+                    if self.wizard is not None:
+                        self.wizard.tick()
                     if self._clients:
                         self._broadcast()
                 except Exception:  # the web app must never take the gateway down
@@ -115,6 +132,8 @@ class WebService:
         st = self.state
         msg = {"now": round(st.pipeline.to_wall(st.pipeline.now()), 3), "state": st.snapshot()}
         msg["near"] = st.nearest()
+        if self.wizard is not None:
+            msg["calibration"] = self.wizard.status()
         self._message = b"event: state\ndata: " + orjson.dumps(msg) + b"\n\n"
         for q in self._clients:
             _offer(q, self._message)
@@ -161,6 +180,54 @@ class WebService:
         if detail is None:
             raise web.HTTPNotFound(text="no such tag (tags are forgotten when unheard)")
         return _json(detail)
+
+    async def _calibration(self, request: web.Request) -> web.Response:
+        if self.wizard is None:
+            raise web.HTTPNotFound(text="no calibration wizard in this gateway\n")
+        self.wizard.watch()
+        return _json(self.wizard.status())
+
+    async def _calibrate(self, request: web.Request) -> web.Response:
+        wz = self.wizard
+        if wz is None:
+            raise web.HTTPNotFound(text="no calibration wizard in this gateway\n")
+        if request.content_type != "application/json":
+            return web.Response(status=415, text="expected a JSON body (application/json)\n")
+        try:
+            body = orjson.loads(await request.read() or b"{}")
+        except orjson.JSONDecodeError:
+            return web.Response(status=400, text="the body is not valid JSON\n")
+        if not isinstance(body, dict):
+            return web.Response(status=400, text="expected a JSON object\n")
+        action = request.match_info["action"]
+        try:
+            if action == "start":
+                beacon = body.get("beacon")
+                stand_s = body.get("stand_s", 30.0)
+                if beacon is not None and not isinstance(beacon, str):
+                    raise WizardError("beacon: expected a tag's pseudonym or null (the loudest)")
+                if not isinstance(stand_s, int | float) or isinstance(stand_s, bool):
+                    raise WizardError("stand_s: expected seconds (a number)")
+                wz.start(beacon, float(stand_s))
+            elif action == "stand":
+                zone = body.get("zone")
+                if not isinstance(zone, str):
+                    raise WizardError("zone: expected a zone id of the layout")
+                wz.stand(zone)
+            elif action == "stop":
+                wz.stop_stand(bool(body.get("keep", True)))
+            elif action == "fit":
+                await wz.fit()
+            elif action == "apply":
+                wz.apply()
+            elif action == "discard":
+                wz.discard()
+            else:
+                raise web.HTTPNotFound(text="actions: start, stand, stop, fit, apply, discard\n")
+        except WizardError as e:
+            return web.Response(status=409, text=f"{e}\n")
+        self._broadcast()  # every open app sees the step at once
+        return _json(wz.status())
 
     async def _stream(self, request: web.Request) -> web.StreamResponse:
         tag = request.query.get("tag")

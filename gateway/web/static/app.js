@@ -9,6 +9,7 @@ const COLORS = ["#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2"
 let stream = null;
 let detailTag = null;
 let last = null; // the last state message
+window.lastState = () => last?.state;
 let skew = 0; // server clock - browser clock (s)
 const tagEls = new Map(); // pseudonym -> <circle>
 const zoneBoxes = new Map(); // zone id -> [xmin, ymin, xmax, ymax]
@@ -51,6 +52,7 @@ function render(msg) {
   badge("#outbox", "outbox " + ob.backlog + (ob.oldest_s ? ", oldest " + age(ob.oldest_s) : ""), ob.backlog > 1000 ? "warn" : "");
   renderReceivers(st.receivers);
   renderTags(st, msg.near || {});
+  if (msg.calibration && window.wizardUpdate) window.wizardUpdate(msg.calibration, st);
 }
 
 function renderReceivers(rxs) {
