@@ -22,6 +22,7 @@ import logging
 import signal
 from typing import TYPE_CHECKING, Any
 
+from drivers.network.timebase import input_clock
 from drivers.registry import open_sources
 from drivers.source import SourceContext, SourceSpec
 from positioning.layout import Layout
@@ -71,8 +72,15 @@ class Gateway:
         self.exit_when_drained = exit_when_drained
         data_dir = cfg.outbox_path.parent
         self.identity = build_identity(cfg, layout, key_dir=data_dir)
-        self.pipeline = build_pipeline(cfg, layout, model, clock=self.clock, identity=self.identity)
-        ctx = SourceContext(layout, self.clock.mono, self.pipeline.resolver, workers=1)
+        # the input's clock: the real one, or a store played N x faster by networked receivers
+        self.input_clock = input_clock(sources, self.clock)
+        self.pipeline = build_pipeline(
+            cfg, layout, model, clock=self.input_clock, identity=self.identity
+        )
+        ctx = SourceContext(
+            layout, self.input_clock.mono, self.pipeline.resolver, workers=1,
+            wall=self.input_clock.wall,
+        )  # fmt: skip
         self.sources = open_sources(sources, ctx)
         self.topics = Topics(cfg.mqtt.topic_prefix, self.identity.store, self.identity.gateway)
         self.store = OutboxWorker(
@@ -150,7 +158,7 @@ class Gateway:
         sink = (
             self.committer.add if self.web is None else self.web.state.counting(self.committer.add)
         )
-        self.intake = Intake(self.sources, self.pipeline, sink, self.clock)
+        self.intake = Intake(self.sources, self.pipeline, sink, self.input_clock)
         self.catalogue = CatalogueService(
             self.store,
             self.pipeline,
@@ -189,7 +197,7 @@ class Gateway:
             self.identity,
             self.store,
             lambda: publisher.connected,
-            self.clock,
+            self.input_clock,
         )
         return WebService(self.cfg.web, state, lambda: len(publisher.inflight))
 

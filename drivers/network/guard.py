@@ -25,7 +25,7 @@ OTHER = "<other>"
 @dataclass(slots=True)
 class ReceiverStats:
     """Counters of one receiver. Each is written by one thread only: `late` and `overflow` on
-    the event loop, the rest on the network thread."""
+    the event loop (`late`, `future` too), the rest on the network thread."""
 
     accepted: int = 0
     malformed: int = 0
@@ -33,6 +33,7 @@ class ReceiverStats:
     rate_limited: int = 0
     duplicate: int = 0
     late: int = 0
+    future: int = 0  # clock=receiver: a timestamp further ahead than max_late_s (a wrong clock)
     overflow: int = 0
     last_heard: float | None = None  # arrival (monotonic) of its last accepted message
 
@@ -43,6 +44,7 @@ class ReceiverStats:
             + self.rate_limited
             + self.duplicate
             + self.late
+            + self.future
             + self.overflow
         )
 

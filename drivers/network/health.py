@@ -12,7 +12,7 @@ from .guard import ReceiverStats
 from .source import NetworkSource
 
 Finding = tuple[str, str]  # ("ok" | "warn" | "fail", what)
-REASONS = ("malformed", "oversized", "rate_limited", "duplicate", "late", "overflow")
+REASONS = ("malformed", "oversized", "rate_limited", "duplicate", "late", "future", "overflow")
 
 
 async def listen(src: NetworkSource, seconds: float) -> None:

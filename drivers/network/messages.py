@@ -58,6 +58,7 @@ class Heard:
     mfg: Mapping[int, bytes]
     svc: Mapping[str, bytes]
     name: str | None = None
+    t: float | None = None  # the node's own timestamp (unix s), if it sends one (`ts`)
 
 
 class Malformed(ValueError):
@@ -83,7 +84,9 @@ def decode_theengs(obj: Any) -> Heard:
     if not mfg and not svc and obj.get("model_id") == "IBEACON":
         mfg = _decoded_ibeacon(obj)
     name = obj.get("name")
-    return Heard(address.upper(), rssi, mfg, svc, name if isinstance(name, str) else None)
+    ts: Any = obj.get("ts")
+    t = float(ts) if _number_t(ts) else None
+    return Heard(address.upper(), rssi, mfg, svc, name if isinstance(name, str) else None, t)
 
 
 def decode_espresense(obj: Any) -> Heard:
@@ -143,6 +146,11 @@ def _rssi(v: Any) -> int:
     if not RSSI_MIN <= v <= RSSI_MAX:
         raise Malformed(f"rssi {v} out of range")
     return int(v)
+
+
+def _number_t(v: Any) -> bool:
+    """A plausible unix time (seconds, 2001 .. 2286)."""
+    return isinstance(v, int | float) and not isinstance(v, bool) and 1e9 < v < 1e10
 
 
 def _number(v: Any) -> bool:

@@ -24,9 +24,12 @@ has moved on. Every drop is counted per receiver (`stats`) and summarised in the
 from __future__ import annotations
 
 import asyncio
+import bisect
+import heapq
 import logging
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +37,7 @@ import orjson
 
 from drivers.advertisement import Advertisement
 from drivers.source import PlainSpec, SourceContext, SourceSpec, SourceUri
+from gateway.clock import Clock
 from gateway.mqtt.settings import LinkSettings, parse_broker
 from positioning.errors import InputError
 
@@ -60,10 +64,18 @@ class NetworkSource:
         spec = uri.spec or PlainSpec(uri.text)
         self.topic = spec.topic or self.default_topic
         self.settings = _link_settings(uri, spec)
-        self.speed = uri.number("speed", 1.0)
+        self.speed = uri.number("speed", 1.0)  # the input clock runs this fast (timebase.py)
         self.max_late_s = uri.number("max_late_s", 2.0)
         if self.speed <= 0 or self.max_late_s <= 0:
             raise InputError(uri.text, "speed", "expected positive speed= and max_late_s=")
+        clock = uri.param("clock", "arrival")
+        if clock not in ("arrival", "receiver"):
+            raise InputError(uri.text, "clock", f"expected arrival or receiver, got {clock!r}")
+        # receiver: the nodes' clocks are known good (NTP); their timestamps are used, and
+        # readings are held max_late_s (input seconds) to be fed in time order
+        self.receiver_clock = clock == "receiver"
+        self.lag_s = self.max_late_s if self.receiver_clock else 0.0
+        self._wall = ctx.wall if ctx.wall is not None else _wall_on(ctx.mono)
         self.fixed_rx = ctx.receiver(uri) if "rx" in uri.params else None
         self._levels = self.topic.split("/")
         self._rx_level = self._receiver_level()
@@ -77,7 +89,8 @@ class NetworkSource:
         )
         self._mono = ctx.mono
         self._inbox = Inbox(INBOX_LIMIT)
-        self._origin: float | None = None  # first arrival: `speed` scales time from here
+        self._held: list[Advertisement] = []  # receiver clocks: in time order, not yet fed
+        self._released = float("-inf")  # receiver clocks: fed up to here; older is late
         self.connected = False
         self.ignored = 0  # messages on topics of another shape (e.g. ESPresense sub-reports)
 
@@ -124,9 +137,12 @@ class NetworkSource:
         except (orjson.JSONDecodeError, Malformed, RecursionError) as e:
             self.guard.malformed(rx, st, str(e)[:120])
             return
-        if self._origin is None:
-            self._origin = now
-        t = self._origin + (now - self._origin) * self.speed
+        t = now
+        if self.receiver_clock:
+            if heard.t is None:
+                self.guard.malformed(rx, st, "no ts (clock=receiver expects the node's time)")
+                return
+            t = heard.t - (self._wall() - now)  # the node's wall time on our monotonic clock
         adv = Advertisement(rx, heard.address, heard.rssi, heard.mfg, heard.svc, t, name=heard.name)
         if self._inbox.put(adv):
             st.accepted += 1
@@ -148,16 +164,23 @@ class NetworkSource:
         reported = 0
         try:
             while True:
+                wait = ALIVE_S
+                if self._held:  # the oldest held reading is due when the lateness bound passes
+                    due = self._held[0].t + self.max_late_s - self._mono()
+                    wait = max(COALESCE_S, due / self.speed)
                 try:
-                    async with asyncio.timeout(ALIVE_S):
+                    async with asyncio.timeout(wait):
                         await ready.wait()
                 except TimeoutError:
-                    if self.connected:
-                        yield []  # connected, the receivers quiet: alive
-                    continue
-                await asyncio.sleep(COALESCE_S)  # let a batch gather: one pipeline step per
-                ready.clear()  # batch costs a few array operations, whatever its size
-                batch = self._fresh(self._inbox.take())
+                    if not self._held:
+                        if self.connected:
+                            yield []  # connected, the receivers quiet: alive
+                        continue
+                else:
+                    await asyncio.sleep(COALESCE_S)  # let a batch gather: one pipeline step
+                ready.clear()  # per batch costs a few array operations, whatever its size
+                items = self._inbox.take()
+                batch = self._ordered(items) if self.receiver_clock else self._fresh(items)
                 now = self._mono()
                 if now >= next_report:
                     next_report = now + REPORT_S
@@ -169,10 +192,9 @@ class NetworkSource:
 
     def _fresh(self, items: list[Advertisement]) -> list[Advertisement]:
         """The batch without what waited too long for the loop (counted late per receiver)."""
-        if not items or self._origin is None:
+        if not items:
             return items
-        o = self._origin
-        oldest = o + (self._mono() - o - self.max_late_s) * self.speed
+        oldest = self._mono() - self.max_late_s
         if items[0].t >= oldest:
             return items
         fresh = [a for a in items if a.t >= oldest]
@@ -181,6 +203,38 @@ class NetworkSource:
             if a.t < oldest:
                 stats[a.receiver].late += 1
         return fresh
+
+    def _ordered(self, items: list[Advertisement]) -> list[Advertisement]:
+        """Receiver clocks: `items` join the held readings in time order; what is older than
+        the lateness bound (now - max_late_s) is fed. A reading older than what was fed already
+        is late, one from further ahead than the bound is from a clock that is wrong: both are
+        dropped and counted (a Kalman filter cannot take time going backwards)."""
+        now = self._mono()
+        held, stats = self._held, self.guard.stats
+        if items:
+            floor, ceiling = self._released, now + self.max_late_s
+            new = [a for a in items if floor <= a.t <= ceiling]
+            if len(new) < len(items):
+                for a in items:
+                    if a.t < floor:
+                        stats[a.receiver].late += 1
+                    elif a.t > ceiling:
+                        stats[a.receiver].future += 1
+            new.sort(key=_T)
+            if held and new and new[0].t < held[-1].t:  # overlaps the held tail: merge that
+                i = bisect.bisect_right(held, new[0].t, key=_T)
+                tail = held[i:]
+                del held[i:]
+                held.extend(heapq.merge(tail, new, key=_T))
+            else:
+                held.extend(new)
+        mark = now - self.max_late_s
+        if mark > self._released:
+            self._released = mark
+        k = bisect.bisect_right(held, mark, key=_T)
+        out = held[:k]
+        del held[:k]
+        return out
 
     def _report(self, reported: int) -> int:
         dropped = {rx: st.dropped() for rx, st in self.guard.stats.items() if st.dropped()}
@@ -229,6 +283,15 @@ class EspresenseSource(NetworkSource):
         if len(parts) != self._rx_level + 1:  # a sub-report (.../<room>/<report>) or other
             return None
         return parts[-1]
+
+
+_T = attrgetter("t")
+
+
+def _wall_on(mono: Callable[[], float]) -> Callable[[], float]:
+    """Wall time on `mono`'s scale (a context without a wall clock: the real one)."""
+    real = Clock()
+    return lambda: mono() + (real.wall() - real.mono())
 
 
 def _link_settings(uri: SourceUri, spec: SourceSpec) -> LinkSettings:

@@ -32,7 +32,11 @@ class Intake:
         self._pipeline = pipeline
         self._sink = sink
         self._clock = clock
-        start = clock.mono()
+        self._real = clock.real()  # the watchdog's clock (the input's may run N x faster)
+        start = self._real.mono()
+        # sources that hold readings back to put them in order (receiver clocks): the input's
+        # "now" is that far behind the clock, so a deadline never overtakes held readings
+        self._lag_s = max((getattr(s, "lag_s", 0.0) for s in sources), default=0.0)
         self.last_delivery: dict[str, float] = {s.name: start for s in sources if s.live}
         self.done = asyncio.Event()  # every source ended and the pipeline finished
         self._finished = False
@@ -55,7 +59,7 @@ class Intake:
             while running:
                 item = await self._next(queue)
                 if item is None:  # the pipeline's deadline came first
-                    self._sink(self._pipeline.advance(self._clock.mono()))
+                    self._sink(self._pipeline.advance(self._clock.mono() - self._lag_s))
                     continue
                 if not isinstance(item, tuple):
                     running -= 1
@@ -65,7 +69,7 @@ class Intake:
                 if isinstance(batch, SightingBlock):
                     self._sink(self._pipeline.feed_block(batch))
                 else:
-                    self.last_delivery[src.name] = self._clock.mono()
+                    self.last_delivery[src.name] = self._real.mono()
                     self._sink(self._pipeline.feed(batch))
             _raise_failed(pumps)
             self.finish()
@@ -80,7 +84,8 @@ class Intake:
         self, queue: asyncio.Queue[tuple[Source, Batch | SightingBlock] | Source]
     ) -> tuple[Source, Batch | SightingBlock] | Source | None:
         deadline = self._pipeline.next_deadline() if self._pipeline.live else None
-        delay = None if deadline is None else max(0.0, deadline - self._clock.mono())
+        now = self._clock.mono() - self._lag_s
+        delay = None if deadline is None else max(0.0, deadline - now) / self._clock.speed
         try:
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
             # that arrives as the queue delivers (a SIGTERM lost right after SIGCONT, when a
