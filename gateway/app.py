@@ -22,6 +22,7 @@ import logging
 import signal
 from typing import TYPE_CHECKING, Any
 
+from drivers.network.health import receiver_counters
 from drivers.network.timebase import input_clock
 from drivers.registry import open_sources
 from drivers.source import SourceContext, SourceSpec
@@ -179,6 +180,10 @@ class Gateway:
             self.catalogue.state,
             lambda: [a for a in (self.committer.alert,) if a],
         )
+        if receiver_counters(self.sources):  # networked receivers: their counters too
+            self.status.network_receivers = lambda: {
+                c.receiver: c.as_json() for c in receiver_counters(self.sources)
+            }
         self.watchdog = Watchdog(
             self.store, lambda: self.intake.last_delivery, self.clock, cfg.gateway.source_silence_s
         )
@@ -199,6 +204,7 @@ class Gateway:
             lambda: publisher.connected,
             self.input_clock,
         )
+        state.networked = lambda: receiver_counters(self.sources)
         return WebService(self.cfg.web, state, lambda: len(publisher.inflight))
 
     async def _status_now(self) -> None:

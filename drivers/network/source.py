@@ -42,6 +42,7 @@ from gateway.mqtt.settings import LinkSettings, parse_broker
 from positioning.errors import InputError
 
 from .guard import ReceiverGuard, ReceiverStats
+from .health import ReceiverCounters
 from .messages import Heard, Malformed, decode_espresense, decode_theengs
 from .subscriber import Inbox, Subscriber
 
@@ -114,6 +115,10 @@ class NetworkSource:
 
     def stats(self) -> dict[str, ReceiverStats]:
         return self.guard.stats
+
+    def counters(self) -> list[ReceiverCounters]:
+        """Each receiver's counters now (a snapshot; the network thread keeps counting)."""
+        return [ReceiverCounters.of(rx, self.name, st) for rx, st in list(self.guard.stats.items())]
 
     def exclude(self, fed: dict[str, str]) -> None:
         """Receivers that local radios feed (see `ReceiverGuard.exclude`)."""

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from drivers.network.health import ReceiverCounters
 from gateway.clock import Clock
 from gateway.events import Identity, WireEvent
 from gateway.pipeline import Pipeline
@@ -57,6 +58,8 @@ class LiveState:
         self.views: list[TagView] = []
         self._pseudonyms: dict[str, str] = {}  # tag -> pseudonym, tracked tags only
         self.by_pseudonym: dict[str, str] = {}
+        # networked receivers' counters (drivers.network.health.receiver_counters)
+        self.networked: Callable[[], list[ReceiverCounters]] = list
 
     def counting(
         self, sink: Callable[[list[WireEvent]], None]
@@ -107,9 +110,22 @@ class LiveState:
     def mqtt_connected(self) -> bool:
         return self._connected()
 
+    def network_counters(self) -> dict[str, dict[str, Any]]:
+        """Per networked receiver: messages used and dropped by reason (summed over sources)."""
+        out: dict[str, dict[str, Any]] = {}
+        for c in self.networked():
+            got = out.setdefault(
+                c.receiver, {"accepted": 0, "dropped": dict.fromkeys(c.dropped, 0)}
+            )
+            got["accepted"] += c.accepted
+            for k, n in c.dropped.items():
+                got["dropped"][k] = got["dropped"].get(k, 0) + n
+        return out
+
     def receivers(self) -> list[dict[str, Any]]:
         now = self._clock.mono()
         out = []
+        net = self.network_counters()
         last = self.recorder.last_heard
         for i, r in enumerate(self.layout.receivers):
             # max(0, ...): a sped-up simulation stamps ahead of the clock
@@ -128,6 +144,7 @@ class LiveState:
                     "adverts_per_s": round(float(self.adverts_per_s[i]), 2),
                     "last_heard_s": None if age is None else round(age, 1),
                     "state": state,
+                    **({"network": net[r.id]} if r.id in net else {}),
                 }
             )
         return out
