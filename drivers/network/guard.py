@@ -34,6 +34,7 @@ class ReceiverStats:
     duplicate: int = 0
     late: int = 0
     future: int = 0  # clock=receiver: a timestamp further ahead than max_late_s (a wrong clock)
+    lost: int = 0  # shelfgate nodes: batches that never came (gaps in the node's seq)
     overflow: int = 0
     last_heard: float | None = None  # arrival (monotonic) of its last accepted message
 
@@ -45,6 +46,7 @@ class ReceiverStats:
             + self.duplicate
             + self.late
             + self.future
+            + self.lost
             + self.overflow
         )
 
@@ -90,20 +92,8 @@ class ReceiverGuard:
 
     def admit(self, rx: str, payload: bytes, now: float, dup: bool = False) -> ReceiverStats | None:
         """The receiver's counters if its message may be decoded, else None (counted)."""
-        st = self.stats.get(rx)
+        st = self.usable(rx)
         if st is None:
-            self._unknown(rx)
-            return None
-        if rx in self.taken:
-            n = self.shadowed.get(rx, 0)
-            self.shadowed[rx] = n + 1
-            if n == 0:
-                log.warning(
-                    "%s: receiver %s is fed by %s already: its networked messages are not used",
-                    self.source,
-                    rx,
-                    self.taken[rx],
-                )
             return None
         if len(payload) > self.max_bytes:
             st.oversized += 1
@@ -131,6 +121,26 @@ class ReceiverGuard:
             st.duplicate += 1
             return None
         b.last_payload, b.last_t = payload, now
+        return st
+
+    def usable(self, rx: str) -> ReceiverStats | None:
+        """The counters of a receiver of the layout that no local radio feeds, else None: a
+        stranger (reported once) or a shadowed receiver (counted)."""
+        st = self.stats.get(rx)
+        if st is None:
+            self._unknown(rx)
+            return None
+        if rx in self.taken:
+            n = self.shadowed.get(rx, 0)
+            self.shadowed[rx] = n + 1
+            if n == 0:
+                log.warning(
+                    "%s: receiver %s is fed by %s already: its networked messages are not used",
+                    self.source,
+                    rx,
+                    self.taken[rx],
+                )
+            return None
         return st
 
     def malformed(self, rx: str, st: ReceiverStats, reason: str) -> None:

@@ -22,7 +22,9 @@ if TYPE_CHECKING:
 
 Finding = tuple[str, str]  # ("ok" | "warn" | "fail", what)
 # why a networked receiver's message was not used (`shelfgate_receiver_dropped_total{reason}`)
-REASONS = ("malformed", "oversized", "rate_limited", "duplicate", "late", "future", "overflow")
+REASONS = (
+    "malformed", "oversized", "rate_limited", "duplicate", "late", "future", "overflow", "lost"
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

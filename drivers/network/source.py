@@ -44,6 +44,7 @@ from positioning.errors import InputError
 from .guard import ReceiverGuard, ReceiverStats
 from .health import ReceiverCounters
 from .messages import Heard, Malformed, decode_espresense, decode_theengs
+from .node import decode_batch
 from .subscriber import Inbox, Subscriber
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ log = logging.getLogger(__name__)
 INBOX_LIMIT = 50_000  # advertisements waiting for the loop (~10 s of a busy store)
 ALIVE_S = 30.0  # while connected, an empty batch this often: the source is alive (watchdog)
 REPORT_S = 60.0
+OFFSET_S = 10.0  # receiver clocks: our wall - monotonic offset is read this often
 COALESCE_S = 0.02  # advertisements are handed to the pipeline at most this often  # drop counters are summarised in the log at most this often
 
 
@@ -58,6 +60,7 @@ class NetworkSource:
     live = True
     feeds: str | None = None  # many receivers, named by the topic
     default_topic = ""
+    limits = (4096, 1000.0, 2000.0)  # default max_bytes=, rate=, burst= of one topic level
 
     def __init__(self, uri: SourceUri, ctx: SourceContext) -> None:
         self.uri = uri
@@ -75,7 +78,8 @@ class NetworkSource:
         # receiver: the nodes' clocks are known good (NTP); their timestamps are used, and
         # readings are held max_late_s (input seconds) to be fed in time order
         self.receiver_clock = clock == "receiver"
-        self.lag_s = self.max_late_s if self.receiver_clock else 0.0
+        self.ordered = self.receiver_clock  # readings held max_late_s and fed in time order
+        self.lag_s = self.max_late_s if self.ordered else 0.0
         self._wall = ctx.wall if ctx.wall is not None else _wall_on(ctx.mono)
         self.fixed_rx = ctx.receiver(uri) if "rx" in uri.params else None
         self._levels = self.topic.split("/")
@@ -83,15 +87,16 @@ class NetworkSource:
         self.guard = ReceiverGuard(
             uri.text,
             ctx.receivers,
-            max_bytes=uri.integer("max_bytes", 4096),
-            rate=uri.number("rate", 1000.0),
-            burst=uri.number("burst", 2000.0),
+            max_bytes=uri.integer("max_bytes", self.limits[0]),
+            rate=uri.number("rate", self.limits[1]),
+            burst=uri.number("burst", self.limits[2]),
             dedupe_s=uri.number("dedupe_ms", 50.0) / 1000.0,
         )
         self._mono = ctx.mono
         self._inbox = Inbox(INBOX_LIMIT)
         self._held: list[Advertisement] = []  # receiver clocks: in time order, not yet fed
         self._released = float("-inf")  # receiver clocks: fed up to here; older is late
+        self._off, self._offset_until = 0.0, float("-inf")
         self.connected = False
         self.ignored = 0  # messages on topics of another shape (e.g. ESPresense sub-reports)
 
@@ -115,6 +120,24 @@ class NetworkSource:
 
     def stats(self) -> dict[str, ReceiverStats]:
         return self.guard.stats
+
+    def _offset(self, now: float) -> float:
+        """Our wall - monotonic offset, read every OFFSET_S (NTP slews it slowly): one value for
+        many messages, so the nodes' simultaneous timestamps stay equal on our clock."""
+        if now >= self._offset_until:
+            self._offset_until = now + OFFSET_S
+            self._off = self._wall() - self._mono()
+        return self._off
+
+    def watermark(self) -> float:
+        """Input time up to which this source has handed on everything it will (the pipeline
+        may tick up to here): now, or for held readings, the last lateness mark fed."""
+        now = self._mono()
+        if not self.ordered:
+            return now
+        if not self._held and not self._inbox.pending():  # nothing waits: older is late now
+            self._released = max(self._released, now - self.lag_s)
+        return self._released
 
     def counters(self) -> list[ReceiverCounters]:
         """Each receiver's counters now (a snapshot; the network thread keeps counting)."""
@@ -147,7 +170,7 @@ class NetworkSource:
             if heard.t is None:
                 self.guard.malformed(rx, st, "no ts (clock=receiver expects the node's time)")
                 return
-            t = heard.t - (self._wall() - now)  # the node's wall time on our monotonic clock
+            t = heard.t - self._offset(now)  # the node's wall time on our monotonic clock
         adv = Advertisement(rx, heard.address, heard.rssi, heard.mfg, heard.svc, t, name=heard.name)
         if self._inbox.put(adv):
             st.accepted += 1
@@ -185,7 +208,7 @@ class NetworkSource:
                     await asyncio.sleep(COALESCE_S)  # let a batch gather: one pipeline step
                 ready.clear()  # per batch costs a few array operations, whatever its size
                 items = self._inbox.take()
-                batch = self._ordered(items) if self.receiver_clock else self._fresh(items)
+                batch = self._ordered(items) if self.ordered else self._fresh(items)
                 now = self._mono()
                 if now >= next_report:
                     next_report = now + REPORT_S
@@ -297,6 +320,82 @@ def _wall_on(mono: Callable[[], float]) -> Callable[[], float]:
     """Wall time on `mono`'s scale (a context without a wall clock: the real one)."""
     real = Clock()
     return lambda: mono() + (real.wall() - real.mono())
+
+
+class NodeSource(NetworkSource):
+    """`shelfgate:mqtt://...`: batches from shelfgate nodes (`shelfgate run --role node`, the
+    format in drivers/network/node.py). The topic level matched by the last + is the node; the
+    receiver ids come in the batch (each must be a receiver of the layout). Per node: size,
+    rate, duplicate and malformed batches, and batches lost (gaps in its seq), as
+    `node:<id>`; per receiver: its advertisements. Readings are always held `max_late_s` and
+    fed in time order (batches from several nodes arrive interleaved by up to a batch's age)."""
+
+    default_topic = "shelfgate/v1/+/nodes/+/adv"
+    limits = (1 << 20, 50.0, 100.0)
+    MAX_NODES = 64
+
+    def __init__(self, uri: SourceUri, ctx: SourceContext) -> None:
+        super().__init__(uri, ctx)
+        self.ordered = True
+        self.lag_s = self.max_late_s
+        g = self.guard
+        self.nodes = ReceiverGuard(uri.text, (), g.max_bytes, g.rate, g.burst, 0.0)
+        self._seqs: dict[str, tuple[str, int]] = {}
+
+    def _receiver_level(self) -> int | None:
+        if self.fixed_rx is not None:
+            raise InputError(self.uri.text, "rx", "a node's batch names its receivers: no rx=")
+        if "+" not in self._levels:
+            raise InputError(
+                self.uri.text, "topic", f"{self.topic!r}: expected a + level for the node id"
+            )
+        return len(self._levels) - 1 - self._levels[::-1].index("+")
+
+    def counters(self) -> list[ReceiverCounters]:
+        return super().counters() + [
+            ReceiverCounters.of(f"node:{n}", self.name, st)
+            for n, st in list(self.nodes.stats.items())
+        ]
+
+    def _on_message(self, topic: str, payload: bytes, dup: bool) -> None:
+        now = self._mono()
+        node = self.receiver_of(topic)
+        if node is None:
+            self.ignored += 1
+            return
+        nodes = self.nodes.stats
+        if node not in nodes and len(nodes) < self.MAX_NODES:
+            nodes[node] = ReceiverStats()
+        nst = self.nodes.admit(node, payload, now, dup)
+        if nst is None:
+            return
+        try:
+            b = decode_batch(orjson.loads(payload))
+        except (orjson.JSONDecodeError, Malformed, RecursionError) as e:
+            self.nodes.malformed(node, nst, str(e)[:120])
+            return
+        prev = self._seqs.get(node)
+        if prev is not None and prev[0] == b.boot:
+            if b.seq <= prev[1]:
+                nst.duplicate += 1
+                return
+            nst.lost += b.seq - prev[1] - 1
+        self._seqs[node] = (b.boot, b.seq)
+        nst.accepted += 1
+        nst.last_heard = now
+        base = now  # arrival: each advertisement's age on the node's own monotonic clock
+        if self.receiver_clock and b.sent.synced:
+            base = b.sent.wall - self._offset(now)
+        usable, put = self.guard.usable, self._inbox.put
+        for age, rx, addr, rssi, (mfg, svc) in b.rows:
+            st = usable(rx)
+            if st is None:
+                continue
+            if put(Advertisement(rx, addr, rssi, mfg, svc, base - age)):
+                st.accepted += 1
+                st.last_heard = now
+            else:
+                st.overflow += 1
 
 
 def _link_settings(uri: SourceUri, spec: SourceSpec) -> LinkSettings:

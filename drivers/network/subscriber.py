@@ -59,6 +59,9 @@ class Inbox:
                 loop.call_soon_threadsafe(self._wake)
         return True
 
+    def pending(self) -> bool:
+        return bool(self._items)
+
     def take(self) -> list[Any]:
         with self._lock:
             items, self._items = self._items, []
@@ -104,7 +107,10 @@ class Subscriber:
         on_message: Callable[[str, bytes, bool], None],
         on_state: Callable[[bool], None],
         name: str,
+        will: tuple[str, bytes] | None = None,
     ) -> None:
+        """`topic` "": subscribe nothing (a node that only publishes); `will`: the retained
+        last will (topic, payload), at QoS 1."""
         self.s = settings
         self.topic = topic
         self.name = name
@@ -118,11 +124,20 @@ class Subscriber:
         self._client.on_connect = self._connected
         self._client.on_disconnect = self._disconnected
         self._client.on_message = self._message
+        if will is not None:
+            self._client.will_set(will[0], will[1], qos=1, retain=True)
         self._auth_refused = False
         self._thread = threading.Thread(target=self._run, name=f"mqtt {name}", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
+
+    def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> bool:
+        """From any thread (paho queues it for its network thread); False while not connected."""
+        if not self._client.is_connected():
+            return False
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        return info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS
 
     def stop(self) -> None:
         self._stop.set()
@@ -168,8 +183,11 @@ class Subscriber:
                 client.disconnect()
                 return
             self._auth_refused = False
-            client.subscribe(self.topic, qos=0)
-            log.info("%s: subscribed %s", self.name, self.topic)
+            if self.topic:
+                client.subscribe(self.topic, qos=0)
+                log.info("%s: subscribed %s", self.name, self.topic)
+            else:
+                log.info("%s: connected to %s:%d", self.name, self.s.host, self.s.port)
             self._on_state(True)
         except Exception:
             log.exception("%s: on_connect", self.name)
