@@ -33,6 +33,7 @@ from . import sdnotify
 from .assembly import build_identity, build_pipeline
 from .clock import Clock
 from .config import GatewayConfig
+from .events import WireEvent
 from .mqtt.link import (
     Connected,
     ConnectFailed,
@@ -46,6 +47,7 @@ from .mqtt.link import (
 from .services.catalogue import CatalogueService
 from .services.committer import Committer
 from .services.intake import Intake
+from .services.ownership import Ownership
 from .services.publisher import Publisher, Topics
 from .services.status import StatusReporter, Watchdog, status_payload
 from .services.store import OutboxWorker
@@ -131,6 +133,11 @@ class Gateway:
 
     def _wire(self, loop: asyncio.AbstractEventLoop) -> None:
         cfg = self.cfg
+        group_status = (  # several gateways: every gateway's status says who is online
+            (f"{cfg.mqtt.topic_prefix}/{self.identity.store}/+/status",)
+            if cfg.gateway.group is not None
+            else ()
+        )
         self.link = MqttLink(
             cfg.mqtt.link_settings(
                 self.identity.store, self.identity.gateway, f"{cfg.path}: mqtt.broker"
@@ -143,7 +150,7 @@ class Gateway:
                     self.topics, self.clock, False, {}, 0, {"version": None, "rejected": None}
                 ),
             ),
-            subscriptions=(self.topics.offers,),
+            subscriptions=(self.topics.offers, *group_status),
         )
         self.publisher = Publisher(
             self.store, self.link, self.topics, cfg.mqtt, cfg.outbox, self.clock
@@ -156,9 +163,19 @@ class Gateway:
             self.pipeline.suspend,
         )
         self.web = self._web() if cfg.web.listen is not None else None
-        sink = (
-            self.committer.add if self.web is None else self.web.state.counting(self.committer.add)
-        )
+        commit = self.committer.add
+        self.ownership = None
+        if cfg.gateway.group is not None:  # several gateways: the tags' owners send (ownership.py)
+            own = self.ownership = Ownership(
+                self.identity.gateway,
+                cfg.gateway.group,
+                f"{cfg.mqtt.topic_prefix}/{self.identity.store}/",
+            )
+
+            def commit(events: list[WireEvent]) -> None:
+                self.committer.add(own.filter(events))
+
+        sink = commit if self.web is None else self.web.state.counting(commit)
         self.intake = Intake(self.sources, self.pipeline, sink, self.input_clock)
         self.catalogue = CatalogueService(
             self.store,
@@ -181,9 +198,15 @@ class Gateway:
             lambda: [a for a in (self.committer.alert,) if a],
         )
         if receiver_counters(self.sources):  # networked receivers: their counters too
-            self.status.network_receivers = lambda: {
-                c.receiver: c.as_json() for c in receiver_counters(self.sources)
-            }
+            self.status.extra.append(
+                lambda: {
+                    "network_receivers": {
+                        c.receiver: c.as_json() for c in receiver_counters(self.sources)
+                    }
+                }
+            )
+        if self.ownership is not None:
+            self.status.extra.append(self.ownership.status)
         self.watchdog = Watchdog(
             self.store, lambda: self.intake.last_delivery, self.clock, cfg.gateway.source_silence_s
         )
@@ -237,6 +260,10 @@ class Gateway:
             self.publisher.on_settled(ev)
         elif isinstance(ev, Message) and ev.topic == self.topics.offers:
             self._spawn(self.catalogue.on_message(ev.payload))
+        elif isinstance(ev, Message) and self.ownership is not None:
+            taken = self.ownership.on_status(ev.topic, ev.payload)
+            if taken:
+                self.committer.add(taken)
 
     async def _exit_when_drained(self) -> None:
         """Ends when stopped, or once the sources are exhausted and every event acknowledged."""

@@ -28,6 +28,11 @@ class GatewaySection:
     source_silence_s: float = option(
         300.0, "seconds a live source may deliver nothing before the systemd watchdog starves"
     )
+    group: str | None = option(
+        None,
+        "several positioning gateways in one store: the group's name (the same on each; each "
+        "tag has one owner among the group's online gateways, event ids are the group's)",
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,10 +33,10 @@ def status_payload(
     stats: dict[str, Any],
     active_tags: int,
     offers: dict[str, Any],
-    network_receivers: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> bytes:
-    """The retained status message (config/schemas/status.schema.json)."""
-    extra = {} if network_receivers is None else {"network_receivers": network_receivers}
+    """The retained status message (config/schemas/status.schema.json); `extra`: optional
+    members (`network_receivers`, `group`)."""
     return orjson.dumps(
         {
             "schema": EVENT_SCHEMA,
@@ -54,7 +54,7 @@ def status_payload(
             "alerts": stats.get("alerts", []),
             "active_tags": active_tags,
             "offers": offers,
-            **extra,
+            **(extra or {}),
         }
     )
 
@@ -85,17 +85,16 @@ class StatusReporter:
         self._since: float | None = None  # wall time the link came up (or went down)
         self._state = "starting"
         self._error: dict[str, Any] | None = None  # the last failed connection attempt
-        # networked receivers' counters ({rx: {"source", "accepted", "dropped": {reason: n}}})
-        self.network_receivers: Callable[[], dict[str, Any]] | None = None
+        # optional members, each from its own service (networked receivers' counters, group)
+        self.extra: list[Callable[[], dict[str, Any]]] = []
 
     def payload(self, online: bool) -> bytes:
         stats = dict(self.stats)
         stats["alerts"] = [*stats.get("alerts", []), *self._live_alerts()]
-        net = self.network_receivers
+        extra = {k: v for get in self.extra for k, v in get().items()}
         return status_payload(
-            self._topics, self._clock, online, stats, self._active_tags(), self._offers(),
-            None if net is None else net(),
-        )  # fmt: skip
+            self._topics, self._clock, online, stats, self._active_tags(), self._offers(), extra
+        )
 
     async def publish(self, online: bool = True) -> None:
         self.stats = await self._store.do(lambda o: o.stats())
