@@ -15,6 +15,8 @@ from pathlib import Path
 import orjson
 from jsonschema import Draft202012Validator
 
+from drivers.network.health import REASONS
+
 from .conftest import ROOT, shelfgate
 from .mqtt_helpers import Broker, Consumer, env, free_port, wait_exit
 from .network_helpers import client, theengs_message
@@ -93,9 +95,7 @@ topic = "home/+/BTtoMQTT/#"
         except AssertionError:
             print(orjson.dumps(dm.state()["receivers"]).decode())
             raise
-        assert rxs["rx01"]["network"]["dropped"] == dict.fromkeys(
-            ("malformed", "oversized", "rate_limited", "duplicate", "late", "future", "overflow"), 0
-        )
+        assert rxs["rx01"]["network"]["dropped"] == dict.fromkeys(REASONS, 0)
         metrics = dm.metrics()
         for (rx, why), n in want.items():
             key = ("shelfgate_receiver_dropped_total", (("reason", why), ("receiver", rx)))
