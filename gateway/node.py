@@ -56,6 +56,7 @@ class Node:
         self.topic, self.status_topic = f"{base}/adv", f"{base}/status"
         self.boot = secrets.token_hex(4)
         self.seq = 0
+        self.heard = 0  # advertisements the radios delivered
         self.sent = 0  # advertisements published
         self.dropped = 0  # advertisements not published (not connected, too many pending)
         self.skipped = 0  # readings that are not advertisements (UWB fixes stay local)
@@ -71,8 +72,8 @@ class Node:
         c = self.clock
         return orjson.dumps(
             {"node": self.id, "online": online, "boot": self.boot, "time": round(c.wall(), 3),
-             "clock_synced": c.synced(), "seq": self.seq, "sent": self.sent,
-             "dropped": self.dropped}
+             "clock_synced": c.synced(), "seq": self.seq, "heard": self.heard,
+             "sent": self.sent, "dropped": self.dropped}
         )  # fmt: skip
 
     def _on_state(self, connected: bool) -> None:  # the network thread
@@ -111,6 +112,7 @@ class Node:
             for r in batch:
                 if type(r) is Advertisement:
                     self._pending.append(r)
+                    self.heard += 1
                 else:
                     self.skipped += 1
             if len(self._pending) >= BATCH_MAX:

@@ -164,6 +164,7 @@ topic = "{TOPIC}"
         status = wait_for("the node's last status", final, 10)
         sent = status["sent"]
         assert isinstance(sent, int) and sent > 100 and status["dropped"] == 0
+        assert status["heard"] == sent  # all its radios heard went out
 
         def counted() -> int | None:
             got = sum(r.get("network", {}).get("accepted", 0) for r in dm.state()["receivers"])
