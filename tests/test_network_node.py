@@ -130,16 +130,22 @@ topic = "{TOPIC}"
     consumer = Consumer(broker.port, "shelfgate/v1/#", "backend-node").start()
     logs = [tmp_path / "gw.log", tmp_path / "node.log"]
     procs = []
-    for cfg, log in zip((gw_cfg, node_cfg), logs, strict=True):
+
+    def start(cfg: Path, log: Path, *role: str) -> subprocess.Popen[bytes]:
         with log.open("wb") as out:
-            role = ("--role", "node") if cfg is node_cfg else ()
             procs.append(subprocess.Popen(
                 shelfgate("run", "--config", str(cfg), *role), cwd=ROOT, env=env(), stdout=out,
                 stderr=subprocess.STDOUT,
             ))  # fmt: skip
-    gw, node = procs
+        return procs[-1]
+
+    gw = start(gw_cfg, logs[0])
     dm = Daemon(gw, f"http://127.0.0.1:{web}", logs[0])
     try:
+        # the node starts once the gateway listens (QoS 0: nothing waits at the broker for it)
+        wait_for("the gateway to subscribe", lambda: True if f"subscribed {TOPIC}" in
+                 logs[0].read_text() else None, 30)  # fmt: skip
+        node = start(node_cfg, logs[1], "--role", "node")
 
         def threshold() -> bool | None:
             assert gw.poll() is None, logs[0].read_text()
