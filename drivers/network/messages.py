@@ -13,7 +13,8 @@ Formats, as their firmware writes them:
   16-bit UUID: `"feaa"` from Theengs (`uuid[4:8]` of bleak's 128-bit string), `"0xfeaa"` from
   OpenMQTTGateway (NimBLE's `toString()`), or a full 128-bit UUID. A message the node decoded
   and stripped of raw data may still carry an iBeacon's `uuid` / `major` / `minor`
-  (Theengs Decoder's `"model_id": "IBEACON"`).
+  (Theengs Decoder's `"model_id": "IBEACON"`). `ts` (unix seconds) is not the firmware's: a
+  node with a good clock may add when it heard the advertisement (the source's clock=receiver).
 - ESPresense, topic `espresense/devices/<id>/<room>`: `{"mac", "id", "rssi@1m", "rssi",
   "rxAdj", ...}` with ids `iBeacon:<uuid>-<major>-<minor>`, `altBeacon:<id1>-<id2>-<id3>`,
   `eddy:<namespace>-<instance>` (the firmware prints namespace byte 4 twice: 11 bytes, see

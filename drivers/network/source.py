@@ -11,14 +11,18 @@
 `mqtts://` and credentials as in `[mqtt]` (`username`, `password_file`, `ca_file`, ...).
 URI parameters: `rx=<id>` (every message is that receiver's: a topic filter without `+`),
 `rate=` messages/s per receiver (1000) with `burst=` (2000), `max_bytes=` per message (4096),
-`dedupe_ms=` (50), `max_late_s=` (2), `speed=` (1; N runs the receivers' time N times faster
-than the wall clock, for replaying a recorded store at N x over a broker, as `sim:` does).
+`dedupe_ms=` (50), `max_late_s=` (2), `clock=` (arrival | receiver), `speed=` and `epoch=`
+(the store's time runs N x faster than the wall clock from `epoch` on: the gateway's whole
+input clock does, drivers/network/timebase.py; for replaying a recorded store over a broker).
 
-Time: these nodes send no timestamp one could trust (OpenMQTTGateway's `time` is seconds since
-its boot; Theengs and ESPresense send none), so an advertisement is stamped with the monotonic
-clock when its message arrives, on the network thread. A batch the event loop takes more than
-`max_late_s` after arrival (the loop was stalled) is dropped and counted as late: the pipeline
-has moved on. Every drop is counted per receiver (`stats`) and summarised in the log.
+Time (`clock=arrival`, the default): these nodes send no timestamp one could trust
+(OpenMQTTGateway's `time` is seconds since its boot; Theengs and ESPresense send none), so an
+advertisement is stamped with the monotonic clock when its message arrives, on the network
+thread. A batch the event loop takes more than `max_late_s` after arrival (the loop was stalled)
+is dropped and counted as late: the pipeline has moved on. `clock=receiver`: the node's clock is
+known good and each message says when it heard it (`ts`, unix seconds); readings are held
+`max_late_s` and fed in time order (`_ordered`), and the intake ticks no further than what was
+fed (`watermark`). Every drop is counted per receiver (`counters()`) and summarised in the log.
 """
 
 from __future__ import annotations
