@@ -37,9 +37,9 @@ class Intake:
         # sources that hold readings back to put them in order (receiver clocks) say up to
         # when they have handed everything on: the input's "now" never overtakes held readings
         self._marks = [m for m in (getattr(s, "watermark", None) for s in sources) if m]
-        # with such sources a tick is the data's (at the first reading past it, as in replay:
-        # where it falls must not depend on when a batch was handed on); the clock ticks only
-        # after a whole tick of silence
+        # with networked sources a tick is the data's (at the first reading past it, as in
+        # replay: where it falls must not depend on when a batch was handed on); the clock
+        # ticks only after a whole tick of silence
         self._grace = TICK_S if self._marks else 0.0
         self.last_delivery: dict[str, float] = {s.name: start for s in sources if s.live}
         self.done = asyncio.Event()  # every source ended and the pipeline finished
