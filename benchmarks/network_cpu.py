@@ -32,6 +32,8 @@ from gateway.pipeline import Pipeline
 from positioning.tags import TagResolver
 from positioning.tracker import ZoneTracker
 
+PI_SLOWER = (4.0, 5.0)  # a Pi 4 core against one of these machines (DESIGN.md, Budgets)
+
 NODES = r"""
 import random, struct, sys, time
 import orjson
@@ -149,6 +151,14 @@ def run(a: argparse.Namespace, port: int, pipeline: bool) -> None:
         f"{n:,} advertisements in {wall:.1f} s ({n / wall:,.0f} adv/s, target {target:,.0f}), "
         f"{cpu / n * 1e6:.1f} us CPU each = {cpu / wall * 100:.0f}% of one core here; "
         f"sent {sent:,}, dropped {dropped} (late {sum(s.late for s in stats.values())})"
+    )
+    us = cpu / n * 1e6
+    budget = 1e6 / target / PI_SLOWER[1]  # us here that leave one Pi 4 core enough at `target`
+    print(
+        f"  Pi 4 ({PI_SLOWER[0]:g}-{PI_SLOWER[1]:g} x slower per core): {us * PI_SLOWER[0]:.0f}-"
+        f"{us * PI_SLOWER[1]:.0f} us each, {us * PI_SLOWER[0] * target / 1e4:.0f}-"
+        f"{us * PI_SLOWER[1] * target / 1e4:.0f}% of one core at {target:,.0f} adv/s; budget "
+        f"{budget:.0f} us here: headroom {budget / us:.1f} x"
     )
 
 

@@ -20,6 +20,7 @@ SOURCES: dict[str, tuple[str, str]] = {
     "bluez": ("drivers.bluez", "BluezSource"),
     "theengs": ("drivers.network.source", "TheengsSource"),
     "espresense": ("drivers.network.source", "EspresenseSource"),
+    "shelfgate": ("drivers.network.source", "NodeSource"),
 }
 
 

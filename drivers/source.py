@@ -120,6 +120,7 @@ class SourceContext:
     mono: Callable[[], float]
     resolver: TagResolver
     workers: int | None = None  # trace parsing processes (None: the reader's default)
+    wall: Callable[[], float] | None = None  # wall time on `mono`'s scale (receiver clocks)
 
     @property
     def receivers(self) -> tuple[str, ...]:

@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from drivers.network.health import receiver_counters
+from drivers.network.timebase import input_clock
 from drivers.registry import open_sources
 from drivers.source import SourceContext, SourceSpec
 from positioning.layout import Layout
@@ -35,6 +37,7 @@ from . import sdnotify
 from .assembly import build_identity, build_pipeline
 from .clock import Clock
 from .config import GatewayConfig
+from .events import WireEvent
 from .mqtt.link import (
     Connected,
     ConnectFailed,
@@ -49,6 +52,7 @@ from .services.catalogue import CatalogueService
 from .services.commands import CommandError, CommandService
 from .services.committer import Committer
 from .services.intake import Intake
+from .services.ownership import Ownership
 from .services.publisher import Publisher, Topics
 from .services.receivers import ReceiverHealth
 from .services.remote import RemoteConfigService
@@ -91,10 +95,17 @@ class Gateway:
         self.exit_when_drained = exit_when_drained
         data_dir = cfg.outbox_path.parent
         self.identity = build_identity(cfg, layout, key_dir=data_dir)
-        self.pipeline = build_pipeline(cfg, layout, model, clock=self.clock, identity=self.identity)
-        self.health = ReceiverHealth(self.pipeline.tracker.rx_index, self.clock.mono())
+        # the input's clock: the real one, or a store played N x faster by networked receivers
+        self.input_clock = input_clock(sources, self.clock)
+        self.pipeline = build_pipeline(
+            cfg, layout, model, clock=self.input_clock, identity=self.identity
+        )
+        self.health = ReceiverHealth(self.pipeline.tracker.rx_index, self.input_clock.mono())
         self.pipeline.tap = self.health  # the web app's recorder takes over (and forwards)
-        ctx = SourceContext(layout, self.clock.mono, self.pipeline.resolver, workers=1)
+        ctx = SourceContext(
+            layout, self.input_clock.mono, self.pipeline.resolver, workers=1,
+            wall=self.input_clock.wall,
+        )  # fmt: skip
         self.sources = open_sources(sources, ctx)
         self.topics = Topics(cfg.mqtt.topic_prefix, self.identity.store, self.identity.gateway)
         self.store = OutboxWorker(
@@ -167,6 +178,11 @@ class Gateway:
 
     def _wire(self, loop: asyncio.AbstractEventLoop) -> None:
         cfg = self.cfg
+        group_status = (  # several gateways: every gateway's status says who is online
+            (f"{cfg.mqtt.topic_prefix}/{self.identity.store}/+/status",)
+            if cfg.gateway.group is not None
+            else ()
+        )
         self.link = MqttLink(
             cfg.mqtt.link_settings(
                 self.identity.store, self.identity.gateway, f"{cfg.path}: mqtt.broker"
@@ -182,6 +198,7 @@ class Gateway:
             subscriptions=(
                 self.topics.offers,
                 *((self.topics.config, self.topics.commands) if self._remote_on() else ()),
+                *group_status,
             ),
         )
         self.publisher = Publisher(
@@ -195,10 +212,20 @@ class Gateway:
             self.pipeline.suspend,
         )
         self.web = self._web() if cfg.web.listen is not None else None
-        sink = (
-            self.committer.add if self.web is None else self.web.state.counting(self.committer.add)
-        )
-        self.intake = Intake(self.sources, self.pipeline, sink, self.clock)
+        commit = self.committer.add
+        self.ownership = None
+        if cfg.gateway.group is not None:  # several gateways: the tags' owners send (ownership.py)
+            own = self.ownership = Ownership(
+                self.identity.gateway,
+                cfg.gateway.group,
+                f"{cfg.mqtt.topic_prefix}/{self.identity.store}/",
+            )
+
+            def commit(events: list[WireEvent]) -> None:
+                self.committer.add(own.filter(events))
+
+        sink = commit if self.web is None else self.web.state.counting(commit)
+        self.intake = Intake(self.sources, self.pipeline, sink, self.input_clock)
         self.catalogue = CatalogueService(
             self.store,
             self.pipeline,
@@ -218,7 +245,7 @@ class Gateway:
             lambda: self.pipeline.tracker.active_tags,
             self.catalogue.state,
             lambda: [a for a in (self.committer.alert,) if a],
-            receivers=lambda: self.health.report(self.clock.mono()),
+            receivers=lambda: self.health.report(self.input_clock.mono()),
             config=self._config_report,
         )
         self.remote: RemoteConfigService | None = None
@@ -247,6 +274,16 @@ class Gateway:
             },
             lambda: self.publisher.max_bytes,
         )
+        if receiver_counters(self.sources):  # networked receivers: their counters too
+            self.status.extra.append(
+                lambda: {
+                    "network_receivers": {
+                        c.receiver: c.as_json() for c in receiver_counters(self.sources)
+                    }
+                }
+            )
+        if self.ownership is not None:
+            self.status.extra.append(self.ownership.status)
         self.watchdog = Watchdog(
             self.store, lambda: self.intake.last_delivery, self.clock, cfg.gateway.source_silence_s
         )
@@ -312,9 +349,10 @@ class Gateway:
             self.identity,
             self.store,
             lambda: publisher.connected,
-            self.clock,
+            self.input_clock,
             self.health,
         )
+        state.networked = lambda: receiver_counters(self.sources)
         wizard = CalibrationWizard(state, self.cfg.outbox_path.parent, self.calibration_from)
         return WebService(self.cfg.web, state, lambda: len(publisher.inflight), wizard)
 
@@ -354,6 +392,10 @@ class Gateway:
             self._spawn(self.remote.on_message(ev.payload))
         elif isinstance(ev, Message) and ev.topic == self.topics.commands:
             self._spawn(self.commands.on_message(ev.payload, ev.retained))
+        elif isinstance(ev, Message) and self.ownership is not None:
+            taken = self.ownership.on_status(ev.topic, ev.payload)
+            if taken:
+                self.committer.add(taken)
 
     async def _exit_when_drained(self) -> None:
         """Ends when stopped, or once the sources are exhausted and every event acknowledged."""

@@ -98,7 +98,7 @@ def build_identity(
                 "run only (the backend cannot match them); set privacy.secret in gateway.toml"
             )
     store = cfg.gateway.store or layout.store_id
-    return Identity(store, cfg.gateway.id, secret, raw)
+    return Identity(store, cfg.gateway.id, secret, raw, cfg.gateway.group)
 
 
 def build_pipeline(

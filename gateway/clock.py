@@ -12,6 +12,12 @@ TIMESYNC_FLAG = Path("/run/systemd/timesync/synchronized")
 
 
 class Clock:
+    speed = 1.0  # input seconds per real second (a `ScaledClock` runs faster)
+
+    def real(self) -> Clock:
+        """The real clock under this one (itself, unless scaled)."""
+        return self
+
     def wall(self) -> float:
         return time.time()
 
@@ -70,3 +76,29 @@ class FakeClock(Clock):
 
     def synced(self) -> bool:
         return self.is_synced
+
+
+class ScaledClock(Clock):
+    """The input's clock of a store played faster than real time (`speed=N` of a networked
+    source): from the wall instant `epoch` on, monotonic and wall time both run `speed` times
+    faster than `base`, so the pipeline's deadlines (a tag lost, a dwell's gap), the events'
+    wall times and a node's timestamps made by the same rule all agree. At N = 1 it is `base`.
+    Store wall time at real wall time W: epoch + (W - epoch) * speed."""
+
+    def __init__(self, base: Clock, speed: float, epoch: float | None = None) -> None:
+        self.base = base
+        self.speed = speed
+        self._off = base.wall() - base.mono()  # wall - monotonic, fixed at the start
+        self._o = (base.wall() if epoch is None else epoch) - self._off  # epoch, monotonic
+
+    def mono(self) -> float:
+        return self._o + (self.base.mono() - self._o) * self.speed
+
+    def wall(self) -> float:
+        return self.mono() + self._off
+
+    def synced(self) -> bool:
+        return self.base.synced()
+
+    def real(self) -> Clock:
+        return self.base

@@ -22,6 +22,7 @@ class Identity:
     gateway: str
     secret: bytes
     raw_ids: bool = False
+    group: str | None = None  # gateways of one group derive the same ids (one stay, one id)
 
     def pseudonym(self, tag: str) -> str:
         """Keyed HMAC-SHA256 of the tag id: the backend, knowing the per-store secret, can match
@@ -36,7 +37,8 @@ class Identity:
 
     def event_id(self, kind: str, tag: str, zone: str | None, start: float, extra: str = "") -> str:
         """Deterministic id: the same dwell always gets the same id, even when re-derived."""
-        msg = f"{self.store}|{self.gateway}|{kind}|{tag}|{zone}|{round(start * 1000)}|{extra}"
+        scope = self.gateway if self.group is None else f"group:{self.group}"
+        msg = f"{self.store}|{scope}|{kind}|{tag}|{zone}|{round(start * 1000)}|{extra}"
         digest = hmac.new(self.secret, msg.encode(), hashlib.sha256).digest()
         return str(uuid.UUID(bytes=digest[:16], version=4))
 

@@ -40,6 +40,28 @@ if TYPE_CHECKING:
 TICK_S = 1.0
 
 
+def _canonical(
+    rx: np.typing.NDArray[np.int64], t: np.typing.NDArray[np.float64]
+) -> list[int] | None:
+    """The order that puts simultaneous sightings (one instant heard by several receivers) by
+    receiver, in time order; None when nothing moves (the usual case: no cost). A zone decision takes a tag's
+    levels right after the sighting it is made at, so without this the order in which several
+    receivers' reports of one instant came in (over separate network connections: any) would
+    change decisions: replayed from a file and heard over MQTT, a borderline stay's start moved
+    by up to 30 s."""
+    if len(t) < 2:
+        return None
+    d = np.diff(t)
+    ties = d == 0
+    if not ties.any():
+        if (d >= 0).all():
+            return None
+    elif (d >= 0).all() and (np.diff(rx)[ties] >= 0).all():
+        return None
+    order = np.lexsort((rx, t))
+    return [int(i) for i in order.tolist()]
+
+
 class LiveTap(Protocol):
     """Watches live input without changing it (the web app's receiver health and RSSI history):
     every reading as it arrives, then the resolved sightings once the pipeline has taken them."""
@@ -112,12 +134,17 @@ class Pipeline:
         if tags:
             if self._suspended:
                 self._rekey(tags)
-            out += self._observe(
-                tags,
-                np.array(rxs, dtype=np.int64),
-                np.array(rssi, dtype=np.float64),
-                np.array(ts, dtype=np.float64),
-            )
+            rx_a, t_a = np.array(rxs, dtype=np.int64), np.array(ts, dtype=np.float64)
+            order = _canonical(rx_a, t_a)
+            if order is not None:  # networked receivers' simultaneous sightings, reordered
+                tags = [tags[i] for i in order]
+                rxs, rssi, ts = (
+                    [rxs[i] for i in order],
+                    [rssi[i] for i in order],
+                    t_a[order].tolist(),
+                )
+                rx_a, t_a = rx_a[order], t_a[order]
+            out += self._observe(tags, rx_a, np.array(rssi, dtype=np.float64), t_a)
             if self.tap is not None:
                 self.tap.sightings(tags, rxs, rssi, ts)
         return out
@@ -125,7 +152,11 @@ class Pipeline:
     def feed_block(self, blk: SightingBlock) -> list[WireEvent]:
         """A recorded trace's sightings (on the trace's own time)."""
         self._live = False
-        return self._observe(blk.tags, blk.rx, blk.rssi, blk.t)
+        order = _canonical(blk.rx, blk.t)
+        if order is None:
+            return self._observe(blk.tags, blk.rx, blk.rssi, blk.t)
+        tags = [blk.tags[i] for i in order]
+        return self._observe(tags, blk.rx[order], blk.rssi[order], blk.t[order])
 
     def _observe(
         self,

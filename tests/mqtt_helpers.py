@@ -122,6 +122,16 @@ class Consumer:
         self.c.loop_stop()
         self.c.disconnect()
 
+    def wait_for_dwells(self, n: int, timeout: float) -> bool:
+        """Waits until at least `n` dwell events came (False after `timeout` s)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if sum(e["type"] == "dwell" for e in self.events) >= n:
+                    return True
+            time.sleep(0.05)
+        return False
+
     def _on_message(self, c: Any, u: Any, msg: mqtt.MQTTMessage) -> None:
         try:
             body = orjson.loads(msg.payload)

@@ -62,15 +62,32 @@ class TracePublisher:
     receiver (a node each), written from one thread (no paho network threads competing for
     the GIL with the pacing). `started_wall` is the wall time of the first message."""
 
-    def __init__(self, port: int, trace: Path, speed: float, prefix: str = "home") -> None:
+    def __init__(
+        self,
+        port: int,
+        trace: Path,
+        speed: float,
+        prefix: str = "home",
+        epoch: float | None = None,
+        stamped: bool = False,
+    ) -> None:
+        """`epoch`: the wall instant from which the store's time runs `speed` x faster (the
+        gateway's `epoch=`): store time at real wall time W is epoch + (W - epoch) * speed.
+        `stamped`: every message carries the node's time of the advertisement (`ts`, store
+        time: what a node with a good clock sends)."""
         lines = [orjson.loads(x) for x in trace.read_bytes().splitlines() if x.strip()]
         t0 = lines[0]["t"]
         self.messages = [
-            ((x["t"] - t0) / speed, x["rx"], *theengs_message(x, prefix)) for x in lines
+            ((x["t"] - t0) / speed, x["rx"], *theengs_message(x, prefix), x["t"] - t0)
+            for x in lines
         ]
         self.port = port
+        self.speed = speed
+        self.epoch = epoch
+        self.stamped = stamped
         self.clients: dict[str, mqtt.Client] = {}
         self.started_wall = 0.0
+        self.started_store = 0.0  # the store time at which the trace starts (its t0)
         self.max_lag_s = 0.0  # how far behind its schedule the publisher fell (wall s)
         self.sent = 0
         self.done = threading.Event()
@@ -85,13 +102,18 @@ class TracePublisher:
     def _run(self) -> None:
         start = time.monotonic()
         self.started_wall = time.time()
+        epoch = self.started_wall if self.epoch is None else self.epoch
+        self.started_store = epoch + (self.started_wall - epoch) * self.speed
         clients = self.clients
-        for at, rx, topic, payload in self.messages:
+        base = self.started_store
+        for at, rx, topic, payload, dt in self.messages:
             now = time.monotonic() - start
             if at > now + 0.0005:
                 time.sleep(at - now)
             elif now - at > self.max_lag_s:
                 self.max_lag_s = now - at
+            if self.stamped:  # the node's clock: when it heard it, however late it is sent
+                payload = payload[:-1] + b',"ts":' + repr(round(base + dt, 4)).encode() + b"}"
             clients[rx].publish(topic, payload, qos=0)
             self.sent += 1
         self.done.set()

@@ -25,7 +25,7 @@ OTHER = "<other>"
 @dataclass(slots=True)
 class ReceiverStats:
     """Counters of one receiver. Each is written by one thread only: `late` and `overflow` on
-    the event loop, the rest on the network thread."""
+    the event loop (`late`, `future` too), the rest on the network thread."""
 
     accepted: int = 0
     malformed: int = 0
@@ -33,6 +33,8 @@ class ReceiverStats:
     rate_limited: int = 0
     duplicate: int = 0
     late: int = 0
+    future: int = 0  # clock=receiver: a timestamp further ahead than max_late_s (a wrong clock)
+    lost: int = 0  # shelfgate nodes: batches that never came (gaps in the node's seq)
     overflow: int = 0
     last_heard: float | None = None  # arrival (monotonic) of its last accepted message
 
@@ -43,6 +45,8 @@ class ReceiverStats:
             + self.rate_limited
             + self.duplicate
             + self.late
+            + self.future
+            + self.lost
             + self.overflow
         )
 
@@ -88,20 +92,8 @@ class ReceiverGuard:
 
     def admit(self, rx: str, payload: bytes, now: float, dup: bool = False) -> ReceiverStats | None:
         """The receiver's counters if its message may be decoded, else None (counted)."""
-        st = self.stats.get(rx)
+        st = self.usable(rx)
         if st is None:
-            self._unknown(rx)
-            return None
-        if rx in self.taken:
-            n = self.shadowed.get(rx, 0)
-            self.shadowed[rx] = n + 1
-            if n == 0:
-                log.warning(
-                    "%s: receiver %s is fed by %s already: its networked messages are not used",
-                    self.source,
-                    rx,
-                    self.taken[rx],
-                )
             return None
         if len(payload) > self.max_bytes:
             st.oversized += 1
@@ -129,6 +121,26 @@ class ReceiverGuard:
             st.duplicate += 1
             return None
         b.last_payload, b.last_t = payload, now
+        return st
+
+    def usable(self, rx: str) -> ReceiverStats | None:
+        """The counters of a receiver of the layout that no local radio feeds, else None: a
+        stranger (reported once) or a shadowed receiver (counted)."""
+        st = self.stats.get(rx)
+        if st is None:
+            self._unknown(rx)
+            return None
+        if rx in self.taken:
+            n = self.shadowed.get(rx, 0)
+            self.shadowed[rx] = n + 1
+            if n == 0:
+                log.warning(
+                    "%s: receiver %s is fed by %s already: its networked messages are not used",
+                    self.source,
+                    rx,
+                    self.taken[rx],
+                )
+            return None
         return st
 
     def malformed(self, rx: str, st: ReceiverStats, reason: str) -> None:

@@ -13,7 +13,8 @@ Formats, as their firmware writes them:
   16-bit UUID: `"feaa"` from Theengs (`uuid[4:8]` of bleak's 128-bit string), `"0xfeaa"` from
   OpenMQTTGateway (NimBLE's `toString()`), or a full 128-bit UUID. A message the node decoded
   and stripped of raw data may still carry an iBeacon's `uuid` / `major` / `minor`
-  (Theengs Decoder's `"model_id": "IBEACON"`).
+  (Theengs Decoder's `"model_id": "IBEACON"`). `ts` (unix seconds) is not the firmware's: a
+  node with a good clock may add when it heard the advertisement (the source's clock=receiver).
 - ESPresense, topic `espresense/devices/<id>/<room>`: `{"mac", "id", "rssi@1m", "rssi",
   "rxAdj", ...}` with ids `iBeacon:<uuid>-<major>-<minor>`, `altBeacon:<id1>-<id2>-<id3>`,
   `eddy:<namespace>-<instance>` (the firmware prints namespace byte 4 twice: 11 bytes, see
@@ -58,6 +59,7 @@ class Heard:
     mfg: Mapping[int, bytes]
     svc: Mapping[str, bytes]
     name: str | None = None
+    t: float | None = None  # the node's own timestamp (unix s), if it sends one (`ts`)
 
 
 class Malformed(ValueError):
@@ -83,7 +85,9 @@ def decode_theengs(obj: Any) -> Heard:
     if not mfg and not svc and obj.get("model_id") == "IBEACON":
         mfg = _decoded_ibeacon(obj)
     name = obj.get("name")
-    return Heard(address.upper(), rssi, mfg, svc, name if isinstance(name, str) else None)
+    ts: Any = obj.get("ts")
+    t = float(ts) if _number_t(ts) else None
+    return Heard(address.upper(), rssi, mfg, svc, name if isinstance(name, str) else None, t)
 
 
 def decode_espresense(obj: Any) -> Heard:
@@ -143,6 +147,11 @@ def _rssi(v: Any) -> int:
     if not RSSI_MIN <= v <= RSSI_MAX:
         raise Malformed(f"rssi {v} out of range")
     return int(v)
+
+
+def _number_t(v: Any) -> bool:
+    """A plausible unix time (seconds, 2001 .. 2286)."""
+    return isinstance(v, int | float) and not isinstance(v, bool) and 1e9 < v < 1e10
 
 
 def _number(v: Any) -> bool:

@@ -27,6 +27,10 @@ def cmd_run(a: argparse.Namespace) -> int:
     try:
         layout = load_store_layout(setup.layout_path)
         model = load_model(setup.calibration)
+        if a.role == "node":  # forwards its radios to the positioning gateway (gateway/node.py)
+            from gateway.node import run_node
+
+            return run_node(setup.cfg, layout, setup.sources)
         if setup.calibration is not None:
             log.info("zones decided with the calibration %s", setup.calibration)
         prepare_data_dir(setup.cfg.gateway.data_dir)
@@ -115,6 +119,13 @@ def add_setup_arguments(p: argparse.ArgumentParser) -> None:
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     r = sub.add_parser("run", help="run the gateway daemon")
     add_setup_arguments(r)
+    r.add_argument(
+        "--role",
+        choices=("gateway", "node"),
+        default="gateway",
+        help="gateway: decide zones and deliver events (default); node: forward what this "
+        "Pi's radios hear to the gateway over MQTT ([gateway] id is the node's id)",
+    )
     r.add_argument(
         "--exit-when-drained",
         action="store_true",

@@ -31,6 +31,11 @@ class GatewaySection:
     log_file: str | None = option(
         None, "also log to this file (for `shelfgate diagnose` where there is no journal)"
     )
+    group: str | None = option(
+        None,
+        "several positioning gateways in one store: the group's name (the same on each; each "
+        "tag has one owner among the group's online gateways, event ids are the group's)",
+    )
 
 
 @dataclass(frozen=True, slots=True)

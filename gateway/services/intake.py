@@ -13,7 +13,7 @@ from drivers.source import Batch, Source
 from drivers.trace.reader import SightingBlock
 from gateway.clock import Clock
 from gateway.events import WireEvent
-from gateway.pipeline import Pipeline
+from gateway.pipeline import TICK_S, Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,15 @@ class Intake:
         self._pipeline = pipeline
         self._sink = sink
         self._clock = clock
-        start = clock.mono()
+        self._real = clock.real()  # the watchdog's clock (the input's may run N x faster)
+        start = self._real.mono()
+        # sources that hold readings back to put them in order (receiver clocks) say up to
+        # when they have handed everything on: the input's "now" never overtakes held readings
+        self._marks = [m for m in (getattr(s, "watermark", None) for s in sources) if m]
+        # with networked sources a tick is the data's (at the first reading past it, as in
+        # replay: where it falls must not depend on when a batch was handed on); the clock
+        # ticks only after a whole tick of silence
+        self._grace = TICK_S if self._marks else 0.0
         self.last_delivery: dict[str, float] = {s.name: start for s in sources if s.live}
         self.done = asyncio.Event()  # every source ended and the pipeline finished
         self._finished = False
@@ -74,7 +82,10 @@ class Intake:
             while running:
                 item = await self._next(queue)
                 if item is None:  # the pipeline's deadline came first
-                    self._sink(self._pipeline.advance(self._clock.mono()))
+                    now, due = self._now(), self._pipeline.next_deadline()
+                    if due is not None and now < due + self._grace:  # readings before it held
+                        continue
+                    self._sink(self._pipeline.advance(now))
                     continue
                 if not isinstance(item, tuple):
                     running -= 1
@@ -84,7 +95,7 @@ class Intake:
                 if isinstance(batch, SightingBlock):
                     self._sink(self._pipeline.feed_block(batch))
                 else:
-                    self.last_delivery[src.name] = self._clock.mono()
+                    self.last_delivery[src.name] = self._real.mono()
                     self._sink(self._pipeline.feed(batch))
             _raise_failed(pumps)
             self.finish()
@@ -99,7 +110,10 @@ class Intake:
         self, queue: asyncio.Queue[tuple[Source, Batch | SightingBlock] | Source]
     ) -> tuple[Source, Batch | SightingBlock] | Source | None:
         deadline = self._pipeline.next_deadline() if self._pipeline.live else None
-        delay = None if deadline is None else max(0.0, deadline - self._clock.mono())
+        now = self._now()
+        if deadline is not None:
+            deadline += self._grace
+        delay = None if deadline is None else max(0.0, deadline - now) / self._clock.speed
         try:
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
             # that arrives as the queue delivers (a SIGTERM lost right after SIGCONT, when a
@@ -116,6 +130,11 @@ class Intake:
         for n in names:
             self._reopen[n].set()
         return names
+
+    def _now(self) -> float:
+        """The input's clock now, no further than what every source has handed on."""
+        now = self._clock.mono()
+        return float(min([now, *(m() for m in self._marks)]))
 
     def finish(self) -> None:
         """Close every open stay (end of input, or shutdown); once."""

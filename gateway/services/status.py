@@ -34,9 +34,11 @@ def status_payload(
     active_tags: int,
     offers: dict[str, Any],
     health: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> bytes:
     """The retained status message (config/schemas/status.schema.json). `health`: "receivers",
-    "mqtt" and "config" (what a fleet dashboard reads, the same as /metrics)."""
+    "mqtt" and "config" (what a fleet dashboard reads, the same as /metrics); `extra`: optional
+    members (`network_receivers`, `group`)."""
     return orjson.dumps(
         {
             "schema": EVENT_SCHEMA,
@@ -55,6 +57,7 @@ def status_payload(
             "active_tags": active_tags,
             "offers": offers,
             **(health or {}),
+            **(extra or {}),
         }
     )
 
@@ -89,10 +92,13 @@ class StatusReporter:
         self._since: float | None = None  # wall time the link came up (or went down)
         self._state = "starting"
         self._error: dict[str, Any] | None = None  # the last failed connection attempt
+        # optional members, each from its own service (networked receivers' counters, group)
+        self.extra: list[Callable[[], dict[str, Any]]] = []
 
     def payload(self, online: bool) -> bytes:
         stats = dict(self.stats)
         stats["alerts"] = [*stats.get("alerts", []), *self._live_alerts()]
+        extra = {k: v for get in self.extra for k, v in get().items()}
         return status_payload(
             self._topics,
             self._clock,
@@ -101,6 +107,7 @@ class StatusReporter:
             self._active_tags(),
             self._offers(),
             self.health(),
+            extra,
         )
 
     def health(self) -> dict[str, Any]:

@@ -46,6 +46,22 @@ class GatewayCollector(Collector):
             last.add_metric([rx], max(0.0, now - (heard if math.isfinite(heard) else s.started)))
             rate.add_metric([rx], float(s.adverts_per_s[i]))
         yield from (adverts, last, rate)
+        used = CounterMetricFamily(
+            "shelfgate_receiver_messages",
+            "networked receivers: messages used",
+            labels=["receiver"],
+        )
+        dropped = CounterMetricFamily(
+            "shelfgate_receiver_dropped",
+            "networked receivers: messages dropped, by reason (malformed, oversized, "
+            "rate_limited, duplicate, late, future, overflow)",
+            labels=["receiver", "reason"],
+        )
+        for rx, c in sorted(s.network_counters().items()):
+            used.add_metric([rx], float(c["accepted"]))
+            for reason, n in c["dropped"].items():
+                dropped.add_metric([rx, reason], float(n))
+        yield from (used, dropped)
         yield GaugeMetricFamily(
             "shelfgate_tags_tracked", "tags the tracker holds", value=s.pipeline.tracker.active_tags
         )

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from drivers.network.health import ReceiverCounters
 from gateway.clock import Clock
 from gateway.events import Identity, WireEvent
 from gateway.pipeline import Pipeline
@@ -55,6 +56,8 @@ class LiveState:
         self.views: list[TagView] = []
         self._pseudonyms: dict[str, str] = {}  # tag -> pseudonym, tracked tags only
         self.by_pseudonym: dict[str, str] = {}
+        # networked receivers' counters (drivers.network.health.receiver_counters)
+        self.networked: Callable[[], list[ReceiverCounters]] = list
 
     def counting(
         self, sink: Callable[[list[WireEvent]], None]
@@ -99,11 +102,30 @@ class LiveState:
     def mqtt_connected(self) -> bool:
         return self._connected()
 
+    def network_counters(self) -> dict[str, dict[str, Any]]:
+        """Per networked receiver: messages used and dropped by reason (summed over sources)."""
+        out: dict[str, dict[str, Any]] = {}
+        for c in self.networked():
+            got = out.setdefault(
+                c.receiver, {"accepted": 0, "dropped": dict.fromkeys(c.dropped, 0)}
+            )
+            got["accepted"] += c.accepted
+            for k, n in c.dropped.items():
+                got["dropped"][k] = got["dropped"].get(k, 0) + n
+        return out
+
     def receivers(self) -> list[dict[str, Any]]:
         now = self._clock.mono()
         index = self.pipeline.tracker.rx_index
+        net = self.network_counters()
         return [
-            {"id": r.id, "x": r.x, "y": r.y, **self.health.entry(index[r.id], now)}
+            {
+                "id": r.id,
+                "x": r.x,
+                "y": r.y,
+                **self.health.entry(index[r.id], now),
+                **({"network": net[r.id]} if r.id in net else {}),
+            }
             for r in self.layout.receivers
         ]
 
