@@ -9,6 +9,7 @@ import subprocess
 import threading
 import time
 import tty
+from collections.abc import Callable
 from pathlib import Path
 
 from drivers.serial.bgapi import (
@@ -132,6 +133,14 @@ class Device(threading.Thread):
                 os.write(self.master, b"OK\r\n" if self.scanning else b"ERROR\r\n")
 
 
+def wait_until(ok: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not ok():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.05)
+
+
 def scan(*sources: str, duration: float, out: Path) -> subprocess.Popen[bytes]:
     args = []
     for s in sources:
@@ -149,12 +158,17 @@ def test_bled112_scan_survives_unplug(tmp_path: Path) -> None:
     dev = Device(link, "bgapi")
     dev.start()
     out = tmp_path / "scan.jsonl"
-    proc = scan(f"serial:{link}?protocol=bgapi&rx=rx01", duration=6.0, out=out)
-    time.sleep(2.0)
+    proc = scan(f"serial:{link}?protocol=bgapi&rx=rx01", duration=12.0, out=out)
+
+    def heard(rssi: int) -> bool:
+        return out.exists() and f'"rssi": {rssi}' in out.read_text().replace('"rssi":', '"rssi": ')
+
+    wait_until(lambda: heard(-62), 10.0, "the first sightings (before the unplug)")
     dev.unplug()
-    time.sleep(1.0)
+    time.sleep(0.5)  # gone for a moment, as a dongle pulled out and pushed back
     dev.rssi = -75
     dev.plug()
+    wait_until(lambda: heard(-75), 10.0, "sightings after the re-plug")
     assert proc.wait(20) == 0
     dev.running = False
     lines = [json.loads(x) for x in out.read_text().splitlines()]
