@@ -48,15 +48,15 @@ class ClassifierParams:
     min_points_per_zone: int = 16
     # motion model and decision rule (belief.py), chosen on the TUNE split (benchmarks/stores.py)
     evidence_weight: float = 0.5
-    zone_leave_rate_per_s: float = 0.02  # stays at a shelf last ~a minute
+    zone_leave_rate_per_s: float = 0.01  # stays at a shelf last a minute or two
     aisle_leave_rate_per_s: float = 0.1  # walks through an aisle last ~10 s
     zone_to_zone_share: float = 0.2  # of zone exits, straight into another zone
-    smoothing_lag: int = 3  # decisions (~seconds) the reported zone waits for
+    smoothing_lag: int = 6  # decisions (~seconds) the reported zone waits for
     switch_ratio: float = 2.0
     confirm_s: float = 2.0
     sigma_floor_db: float = 3.0
-    extra_sigma_db: float = 2.0  # body loss and orientation, which a calibration stand averages out
-    aisle_prior: float = 0.2  # prior probability of "no zone", whatever the aisles' area
+    extra_sigma_db: float = 3.0  # body loss and orientation, which a calibration stand averages out
+    aisle_prior: float = 0.18  # prior probability of "no zone", whatever the aisles' area
     # a phone's transmit offset is its own for good: learnt per tag from its decisions (their
     # mean, shrunk toward 0 as if `offset_prior_n` decisions had said 0), with an uncertainty
     # that narrows as decisions add up, never below `offset_floor_db` (orientation, bodies)
