@@ -211,11 +211,15 @@ def fit_path_loss(
     tag_height: float = TAG_HEIGHT,
     sensitivity_dbm: float = -95.0,
     shelf_m: FloatArray | None = None,
+    exponent_prior: float = 300.0,
 ) -> PathLossFit:
     """Fit per-receiver offsets and exponents, the exponents shrunk toward a shared one.
 
     Unknowns: offset_r for each receiver, a shared exponent n and per-receiver deviations dn_r
-    with a ridge penalty (few calibration spots per receiver would otherwise give wild slopes),
+    with a ridge penalty (few calibration spots per receiver would otherwise give wild slopes):
+    `ridge` per sample, but never less than `exponent_prior` in all, so a receiver heard at a
+    handful of stands keeps close to the store's shared exponent and one heard at dozens of
+    spots gets its own,
     and, given `shelf_m` (metres of each sample's path through declared shelves), one shared
     loss per metre of shelf (kept only when positive). Receivers with fewer than `min_samples`
     samples get the shared model.
@@ -241,7 +245,9 @@ def fit_path_loss(
         if extra:
             a[:m, -1] = extra[0]
         b = np.concatenate([rssi, np.zeros(n_rx)])
-        a[m + np.arange(n_rx), n_rx + 1 + np.arange(n_rx)] = np.sqrt(ridge * np.maximum(counts, 1))
+        a[m + np.arange(n_rx), n_rx + 1 + np.arange(n_rx)] = np.sqrt(
+            np.maximum(ridge * np.maximum(counts, 1), exponent_prior)
+        )
         sol, *_ = np.linalg.lstsq(a, b, rcond=None)
         return shared, sol, rssi - a[:m] @ sol
 
