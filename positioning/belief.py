@@ -51,6 +51,9 @@ class Beliefs:
         self.buf_ll = np.zeros((slots, lag + 1, n_classes))
         self.buf_t = np.zeros((slots, lag + 1))
         self.count = np.zeros(slots, dtype=np.int64)
+        # the tag's transmit offset: sum and number of its decisions' estimates
+        self.offset_sum = np.zeros(slots)
+        self.offset_n = np.zeros(slots)
 
     def grow(self, slots: int) -> None:
         n = len(self.current)
@@ -67,6 +70,8 @@ class Beliefs:
         self.buf_ll = np.concatenate([self.buf_ll, np.zeros((extra, lag + 1, k))])
         self.buf_t = np.concatenate([self.buf_t, np.zeros((extra, lag + 1))])
         self.count = np.append(self.count, np.zeros(extra, dtype=np.int64))
+        self.offset_sum = np.append(self.offset_sum, np.zeros(extra))
+        self.offset_n = np.append(self.offset_n, np.zeros(extra))
 
     def reset(self, row: int, t: float) -> None:
         """Back to "no zone" with an even belief (the tag was lost at `t`). Decisions still in
@@ -80,6 +85,23 @@ class Beliefs:
     def clear(self, row: int) -> None:
         """A fresh row for a new tag."""
         self.reset(row, -math.inf)
+        self.offset_sum[row] = 0.0
+        self.offset_n[row] = 0.0
+
+    def offset_prior(
+        self, rows: IntArray, device_sigma_db: float, p: ClassifierParams
+    ) -> tuple[FloatArray, FloatArray]:
+        """Per row, the prior mean (dB) and precision of the tag's transmit offset: its
+        decisions' mean shrunk toward 0, its variance narrowing with their number."""
+        n = self.offset_n[rows]
+        n0 = max(p.offset_prior_n, 1e-9)
+        mean = self.offset_sum[rows] / (n + n0)
+        var = np.maximum(device_sigma_db**2 * n0 / (n + n0), p.offset_floor_db**2)
+        return mean, 1.0 / var
+
+    def add_offsets(self, rows: IntArray, offsets: FloatArray) -> None:
+        self.offset_sum[rows] += offsets
+        self.offset_n[rows] += 1.0
 
     def update(
         self, rows: IntArray, loglik: FloatArray, t: FloatArray, p: ClassifierParams

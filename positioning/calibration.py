@@ -28,8 +28,15 @@ from .calibration_report import (
 )
 from .classifier import ZoneClassifier
 from .errors import CalibrationError
-from .layout import FloatArray, Layout
-from .pathloss import PathLossFit, RadioModel, distances, fit_path_loss, predicted_rssi
+from .layout import FloatArray, Layout, points_in_polygon
+from .pathloss import (
+    PathLossFit,
+    RadioModel,
+    distances,
+    fit_path_loss,
+    predicted_rssi,
+    shelf_metres,
+)
 
 MIN_SAMPLES_PER_STAND = 3
 MIN_RECEPTION_SHARE = 0.6
@@ -70,6 +77,7 @@ class CalibrationResult:
                 "shared_exponent": round(self.fit.shared_exponent, 4),
                 "slope_db_per_decade": round(10 * self.fit.shared_exponent, 3),
                 "residual_db": round(self.fit.residual_db, 3),
+                "shelf_db_per_m": round(self.fit.model.shelf_db_per_m, 3),
                 "samples": self.fit.n,
                 "stands_used": self.stands_used,
                 "stands_total": self.stands_total,
@@ -94,8 +102,13 @@ class CalibrationResult:
             f"Fitted {f.n} samples from {self.stands_used} of {self.stands_total} stands: "
             f"RSSI = {f.shared_offset_db:.1f} - {10 * f.shared_exponent:.1f} log10(d), "
             f"typical error {f.residual_db:.1f} dB.",
-            "Receivers:",
         ]
+        if f.model.shelf_db_per_m > 0:
+            lines.append(
+                f"Paths through the declared shelves lose {f.model.shelf_db_per_m:.1f} dB per metre "
+                "of shelf (below its top)."
+            )
+        lines.append("Receivers:")
         moved = {m.id: m for m in self.moved}
         for r in self.per_receiver:
             lines.append(receiver_advice(r, moved, float(r.get("heard_share", 1.0))))
@@ -132,34 +145,14 @@ def calibrate(
     arr = np.array(list(sightings), dtype=float).reshape(-1, 3)
     arr = arr[np.argsort(arr[:, 2], kind="stable")]
     stand_means = _stand_means(layout, arr, stands)
-    rx_i, d_all, rssi_all, heights = [], [], [], []
-    used = 0
-    for s, means in stand_means:
-        pos = stand_position(layout, s)
-        if pos is None:
-            continue
-        used += 1
-        h = s.z if s.z is not None else tag_height
-        d = distances(layout, np.array([pos[0]]), np.array([pos[1]]), h)[0]
-        for i, m in means.items():
-            rx_i.append(i)
-            d_all.append(d[i])
-            rssi_all.append(m)
-            heights.append(h)
-    if used < 2 or len(rssi_all) < 3:
-        raise CalibrationError(
-            f"too little calibration data: {used} usable stands with {len(rssi_all)} receiver means "
-            "(need the reference beacon heard by the receivers during at least 2 labelled stands)"
-        )
-    fit = fit_path_loss(
-        np.array(rx_i, dtype=np.int64),
-        np.array(d_all),
-        np.array(rssi_all),
-        layout.receiver_ids,
-        ridge=ridge,
-        tag_height=float(np.median(heights)),
-        sensitivity_dbm=min(-90.0, float(np.percentile(arr[:, 1], 0.5)) - 1.0),
-    )
+    sensitivity = min(-90.0, float(np.percentile(arr[:, 1], 0.5)) - 1.0)
+    fit, used = _fit(layout, stand_means, tag_height, ridge, sensitivity)
+    # a stand labelled with its zone only was somewhere in the zone, not at its centroid: put
+    # each one where the first fit says its levels were heard best, and fit again
+    labelled = stand_means
+    for _ in range(LOCATE_ROUNDS):
+        stand_means = _locate_stands(layout, fit.model, labelled, tag_height)
+        fit, used = _fit(layout, stand_means, tag_height, ridge, sensitivity)
     corrections = _corrections(layout, fit.model, stand_means)
     fit = dataclasses.replace(
         fit, model=dataclasses.replace(fit.model, corrections=tuple(c for _, c in corrections))
@@ -175,6 +168,96 @@ def calibrate(
         judged = [v for v in res.stands if v.zone is not None]
         res.stand_accuracy = sum(v.correct for v in judged) / len(judged) if judged else None
     return res
+
+
+LOCATE_ROUNDS = 2
+LOCATE_STEP_M = 0.5
+LOCATE_SIGMA_DB = 4.0
+LOCATE_PRIOR_M = 1.5
+
+
+def _fit(
+    layout: Layout,
+    stand_means: list[tuple[Stand, dict[int, float]]],
+    tag_height: float,
+    ridge: float,
+    sensitivity: float,
+) -> tuple[PathLossFit, int]:
+    rx_i, d_all, rssi_all, heights, shelf_all = [], [], [], [], []
+    used = 0
+    for s, means in stand_means:
+        pos = stand_position(layout, s)
+        if pos is None:
+            continue
+        used += 1
+        h = s.z if s.z is not None else tag_height
+        px, py = np.array([pos[0]]), np.array([pos[1]])
+        d = distances(layout, px, py, h)[0]
+        sm = shelf_metres(layout, px, py, h)[0]
+        for i, m in means.items():
+            rx_i.append(i)
+            d_all.append(d[i])
+            shelf_all.append(sm[i])
+            rssi_all.append(m)
+            heights.append(h)
+    if used < 2 or len(rssi_all) < 3:
+        raise CalibrationError(
+            f"too little calibration data: {used} usable stands with {len(rssi_all)} receiver means "
+            "(need the reference beacon heard by the receivers during at least 2 labelled stands)"
+        )
+    fit = fit_path_loss(
+        np.array(rx_i, dtype=np.int64),
+        np.array(d_all),
+        np.array(rssi_all),
+        layout.receiver_ids,
+        ridge=ridge,
+        tag_height=float(np.median(heights)),
+        sensitivity_dbm=sensitivity,
+        shelf_m=np.array(shelf_all) if layout.shelves else None,
+    )
+    return fit, used
+
+
+def _locate_stands(
+    layout: Layout,
+    model: RadioModel,
+    stand_means: list[tuple[Stand, dict[int, float]]],
+    tag_height: float,
+) -> list[tuple[Stand, dict[int, float]]]:
+    """Stands labelled with a zone but no spot, placed at the point of their zone (a 0.5 m
+    grid, shelves excluded) whose predicted levels best match the stand's means."""
+    zones = {z.id: z for z in layout.zones}
+    out: list[tuple[Stand, dict[int, float]]] = []
+    for s, means in stand_means:
+        zone = zones.get(s.zone) if s.zone is not None else None
+        if zone is None or (s.x is not None and s.y is not None) or len(means) < 3:
+            out.append((s, means))
+            continue
+        pts = np.asarray(zone.polygon, dtype=float)
+        (x0, y0), (x1, y1) = pts.min(axis=0), pts.max(axis=0)
+        gx, gy = np.meshgrid(
+            np.arange(x0 + LOCATE_STEP_M / 2, x1, LOCATE_STEP_M),
+            np.arange(y0 + LOCATE_STEP_M / 2, y1, LOCATE_STEP_M),
+        )
+        xs, ys = gx.ravel(), gy.ravel()
+        ok = points_in_polygon(xs, ys, zone.polygon)
+        if layout.shelves:
+            ok &= ~layout.on_shelf(xs, ys)
+        xs, ys = xs[ok], ys[ok]
+        if len(xs) == 0:
+            out.append((s, means))
+            continue
+        idx = np.array(list(means), dtype=np.int64)
+        lv = np.array(list(means.values()))
+        pred = predicted_rssi(model, layout, xs, ys)[:, idx]
+        cx, cy = zone.centroid
+        # a Gaussian prior around the centroid (the technician stands somewhere central)
+        err = ((pred - lv[None, :]) ** 2).sum(axis=1) / LOCATE_SIGMA_DB**2 + (
+            (xs - cx) ** 2 + (ys - cy) ** 2
+        ) / LOCATE_PRIOR_M**2
+        k = int(np.argmin(err))
+        out.append((dataclasses.replace(s, x=float(xs[k]), y=float(ys[k])), means))
+    return out
 
 
 def _check_zones(layout: Layout, stands: list[Stand]) -> None:

@@ -48,15 +48,20 @@ class ClassifierParams:
     min_points_per_zone: int = 16
     # motion model and decision rule (belief.py), chosen on the TUNE split (benchmarks/stores.py)
     evidence_weight: float = 0.5
-    zone_leave_rate_per_s: float = 0.02  # stays at a shelf last ~a minute
+    zone_leave_rate_per_s: float = 0.01  # stays at a shelf last a minute or two
     aisle_leave_rate_per_s: float = 0.1  # walks through an aisle last ~10 s
     zone_to_zone_share: float = 0.2  # of zone exits, straight into another zone
-    smoothing_lag: int = 3  # decisions (~seconds) the reported zone waits for
+    smoothing_lag: int = 6  # decisions (~seconds) the reported zone waits for
     switch_ratio: float = 2.0
     confirm_s: float = 2.0
     sigma_floor_db: float = 3.0
-    extra_sigma_db: float = 2.0  # body loss and orientation, which a calibration stand averages out
-    aisle_prior: float = 0.2  # prior probability of "no zone", whatever the aisles' area
+    extra_sigma_db: float = 3.0  # body loss and orientation, which a calibration stand averages out
+    aisle_prior: float = 0.18  # prior probability of "no zone", whatever the aisles' area
+    # a phone's transmit offset is its own for good: learnt per tag from its decisions (their
+    # mean, shrunk toward 0 as if `offset_prior_n` decisions had said 0), with an uncertainty
+    # that narrows as decisions add up, never below `offset_floor_db` (orientation, bodies)
+    offset_prior_n: float = 5.0
+    offset_floor_db: float = 3.0
 
 
 class ZoneClassifier:
@@ -167,9 +172,18 @@ class ZoneClassifier:
     def log_likelihood_batch(self, heard: BoolArray, levels: FloatArray) -> FloatArray:
         """Per-class log-likelihoods (decisions x classes) of many observations at once: row d
         holds the levels of decision d, used where `heard[d]` is true."""
+        n = len(levels)
+        return self.log_likelihood_offsets(heard, levels, np.zeros(n), np.full(n, self.shrink))[0]
+
+    def log_likelihood_offsets(
+        self, heard: BoolArray, levels: FloatArray, offset_mean: FloatArray, offset_prec: FloatArray
+    ) -> tuple[FloatArray, FloatArray]:
+        """As `log_likelihood_batch`, with each decision's prior on the tag's transmit offset
+        (mean dB, precision 1/dB^2); also returns each decision's offset estimate (at its most
+        likely floor point; 0 for the baseline)."""
         if self.method == "nearest":
-            return self._nearest(heard, levels)
-        return self._model(heard, levels)
+            return self._nearest(heard, levels), np.zeros(len(levels))
+        return self._model(heard, levels, offset_mean, offset_prec)
 
     def _nearest(self, heard: BoolArray, levels: FloatArray) -> FloatArray:
         """Baseline: the zone under the strongest receiver (its own zone, or none)."""
@@ -178,11 +192,14 @@ class ZoneClassifier:
         out[np.arange(len(levels)), np.asarray(self._rx_class)[best]] = 0.0
         return out
 
-    def _model(self, heard: BoolArray, levels: FloatArray) -> FloatArray:
+    def _model(
+        self, heard: BoolArray, levels: FloatArray, mean: FloatArray, prec: FloatArray
+    ) -> tuple[FloatArray, FloatArray]:
         """Decisions grouped by their loudest receiver; each group scores only that receiver's
         candidate area (`_Area`) with its local receivers, so the cost of a decision depends on
         the density of points and receivers, not on the floor's size."""
         out = np.full((len(levels), self.n_classes), -np.inf)
+        offsets = np.zeros(len(levels))
         # the anchor: the receiver the tag is nearest to by the model (level above its gain)
         anchor = np.where(heard, levels - self._rx_offset, -np.inf).argmax(axis=1)
         order = np.argsort(anchor, kind="stable")
@@ -191,14 +208,24 @@ class ZoneClassifier:
             rows = order[lo:hi]
             area = self._areas[int(anchor[rows[0]])]
             h = heard[rows][:, area.local]
-            out[np.ix_(rows, area.present)] = self._score(area, h, levels[rows][:, area.local])
-        return out
+            out[np.ix_(rows, area.present)], offsets[rows] = self._score(
+                area, h, levels[rows][:, area.local], mean[rows], prec[rows]
+            )
+        return out, offsets
 
-    def _score(self, area: _Area, heard: BoolArray, levels: FloatArray) -> FloatArray:
+    def _score(
+        self,
+        area: _Area,
+        heard: BoolArray,
+        levels: FloatArray,
+        mean: FloatArray,
+        prec: FloatArray,
+    ) -> tuple[FloatArray, FloatArray]:
         """Per class present in `area`, the log-likelihood of each decision. For each point, with
         residuals d = z - pred over the heard receivers and weights iv:
-        offset = sum(iv d) / (sum(iv) + 1/device_var), and the Gaussian term
-        sum(iv (d - offset)^2) = sum(iv d^2) - 2 offset sum(iv d) + offset^2 sum(iv).
+        offset = (sum(iv d) + s m) / (sum(iv) + s) with the offset's prior mean m and precision
+        s, and the Gaussian term with the prior's,
+        sum(iv (d - offset)^2) + s (offset - m)^2 = sum(iv d^2) + s m^2 - offset (sum(iv d) + s m).
         The three sums expand into one matrix product of precomputed [iv, iv*pred, iv*pred^2]
         with the decisions' [mask, z, z^2] columns: one BLAS call per group of decisions.
         """
@@ -215,8 +242,10 @@ class ZoneClassifier:
         n_pts = len(area.idx)
         prod = v.reshape(3 * n_dec, 3 * n_rx).astype(np.float32) @ area.wt
         c, a, b = prod.astype(np.float64).reshape(3, n_dec, n_pts)
-        delta = a / (c + self.shrink)
-        ll = -0.5 * (b - delta * a)
+        sm = (prec * mean)[:, None]
+        a += sm
+        delta = a / (c + prec[:, None])
+        ll = -0.5 * (b - delta * a + sm * mean[:, None])
         # receivers that do not hear the tag where the model says they should (censored)
         dec, rxu = np.nonzero(~heard)
         if len(dec):
@@ -226,10 +255,11 @@ class ZoneClassifier:
             first = np.flatnonzero(np.diff(dec, prepend=-1))
             ll[dec[first]] -= 0.5 * np.add.reduceat(ex, first, axis=0)
         ll += area.logw
-        mx = ll.max(axis=1, keepdims=True)
+        top = ll.argmax(axis=1)
+        mx = ll[np.arange(n_dec), top][:, None]
         sums = np.add.reduceat(np.exp(ll - mx), area.starts, axis=1)
         out: FloatArray = np.log(sums) + mx + self._log_prior[area.present]
-        return out
+        return out, delta[np.arange(n_dec), top]
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,9 +1,13 @@
-"""Log-distance path loss per receiver, and its least-squares fit.
+"""Log-distance path loss per receiver, with a loss through declared shelves, and its fit.
 
-    rssi = offset_r - 10 * exponent_r * log10(d / 1 m) + noise(sigma_r)
+    rssi = offset_r - 10 * exponent_r * log10(d / 1 m) - shelf_db_per_m * s + noise(sigma_r)
 
 offset_r absorbs the receiver's gain (receivers differ by several dB), exponent_r how fast the
-signal falls with distance where that receiver hangs.
+signal falls with distance where that receiver hangs. `s` is the length of the straight path
+that runs through the layout's declared shelves below their top (goods absorb 2.4 GHz: a
+multi-wall model in the manner of Motley-Keenan, with one loss per metre of goods instead of
+per wall); the shared `shelf_db_per_m` is fitted from the calibration walk (0 where the
+layout declares no shelves or the walk shows no loss).
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ import numpy.typing as npt
 from .layout import TAG_HEIGHT, FloatArray, Layout
 
 MIN_DISTANCE = 0.5
+# assumed top of the declared shelving (a common gondola height; a layout does not say): a path
+# from a tag is below it for the first part of its length, where goods can absorb
+SHELF_TOP_M = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +48,7 @@ class RadioModel:
     corrections: tuple[tuple[float, float, dict[str, float]], ...] = ()
     correction_length_m: float = 2.0
     correction_shrink: float = 0.3
+    shelf_db_per_m: float = 0.0  # loss per metre of path through declared shelves (fitted)
 
     def for_receiver(self, rx: str) -> ReceiverModel:
         return self.receivers.get(rx, self.default)
@@ -54,6 +62,7 @@ class RadioModel:
             "receivers": {k: _rm_json(v) for k, v in self.receivers.items()},
             "correction_length_m": self.correction_length_m,
             "correction_shrink": self.correction_shrink,
+            "shelf_db_per_m": round(self.shelf_db_per_m, 3),
             "corrections": [
                 {
                     "x": round(x, 3),
@@ -82,6 +91,7 @@ class RadioModel:
             ),
             correction_length_m=float(obj.get("correction_length_m", 2.0)),
             correction_shrink=float(obj.get("correction_shrink", 0.3)),
+            shelf_db_per_m=float(obj.get("shelf_db_per_m", 0.0)),
         )
 
 
@@ -109,8 +119,51 @@ def predicted_rssi(model: RadioModel, layout: Layout, xs: FloatArray, ys: FloatA
     offs = np.array([model.for_receiver(r.id).offset_db for r in layout.receivers])
     expo = np.array([model.for_receiver(r.id).exponent for r in layout.receivers])
     out: FloatArray = offs[None, :] - 10.0 * expo[None, :] * np.log10(d)
+    if model.shelf_db_per_m > 0 and layout.shelves:
+        out -= model.shelf_db_per_m * shelf_metres(layout, xs, ys, model.tag_height)
     if model.corrections:
         out += shadow_correction(model, layout, xs, ys)
+    return out
+
+
+def shelf_metres(
+    layout: Layout, xs: FloatArray, ys: FloatArray, tag_height: float, top: float = SHELF_TOP_M
+) -> FloatArray:
+    """Metres of the straight path from each floor point (at tag height) to each receiver that
+    run through a declared shelf (its bounding box) below `top` (points x receivers)."""
+    out = np.zeros((len(xs), len(layout.receivers)))
+    if not layout.shelves or len(xs) == 0:
+        return out
+    boxes = np.array(
+        [
+            [min(p[0] for p in s), min(p[1] for p in s), max(p[0] for p in s), max(p[1] for p in s)]
+            for s in layout.shelves
+        ]
+    )
+    rx = np.array([[r.x, r.y, r.z] for r in layout.receivers], dtype=float)
+    px, py = xs[:, None], ys[:, None]
+    dx, dy = rx[None, :, 0] - px, rx[None, :, 1] - py
+    dz = rx[None, :, 2] - tag_height
+    length = np.sqrt(dx * dx + dy * dy + dz * dz)
+    # the path is below the shelves' top for this share of its length (from the tag)
+    below = np.where(dz > 0, np.clip((top - tag_height) / np.maximum(dz, 1e-9), 0.0, 1.0), 1.0)
+    below = np.broadcast_to(below, length.shape)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inv_dx, inv_dy = 1.0 / dx, 1.0 / dy
+        for x0, y0, x1, y1 in boxes:
+            lo = np.zeros(length.shape)
+            hi = below.copy()
+            for p, d, inv, a, b in ((px, dx, inv_dx, x0, x1), (py, dy, inv_dy, y0, y1)):
+                s0, s1 = (a - p) * inv, (b - p) * inv
+                par = d == 0
+                inside = (p >= a) & (p <= b)
+                lo = np.maximum(
+                    lo, np.where(par, np.where(inside, 0.0, np.inf), np.minimum(s0, s1))
+                )
+                hi = np.minimum(
+                    hi, np.where(par, np.where(inside, 1.0, -np.inf), np.maximum(s0, s1))
+                )
+            out += np.clip(hi - lo, 0.0, None) * length
     return out
 
 
@@ -157,12 +210,19 @@ def fit_path_loss(
     min_samples: int = 3,
     tag_height: float = TAG_HEIGHT,
     sensitivity_dbm: float = -95.0,
+    shelf_m: FloatArray | None = None,
+    exponent_prior: float = 300.0,
 ) -> PathLossFit:
     """Fit per-receiver offsets and exponents, the exponents shrunk toward a shared one.
 
     Unknowns: offset_r for each receiver, a shared exponent n and per-receiver deviations dn_r
-    with a ridge penalty (few calibration spots per receiver would otherwise give wild slopes).
-    Receivers with fewer than `min_samples` samples get the shared model.
+    with a ridge penalty (few calibration spots per receiver would otherwise give wild slopes):
+    `ridge` per sample, but never less than `exponent_prior` in all, so a receiver heard at a
+    handful of stands keeps close to the store's shared exponent and one heard at dozens of
+    spots gets its own,
+    and, given `shelf_m` (metres of each sample's path through declared shelves), one shared
+    loss per metre of shelf (kept only when positive). Receivers with fewer than `min_samples`
+    samples get the shared model.
     """
     n_rx = len(receiver_ids)
     m = len(rssi)
@@ -170,20 +230,33 @@ def fit_path_loss(
         raise ValueError("need at least 3 samples to fit path loss")
     ld = -10.0 * np.log10(np.maximum(distance, MIN_DISTANCE))
     counts = np.bincount(rx_index, minlength=n_rx)
+    use_shelf = shelf_m is not None and bool((shelf_m > 0.1).sum() >= 3)
+    shelf = -np.asarray(shelf_m, dtype=float) if use_shelf and shelf_m is not None else None
 
-    # shared model first (also what the whole-data figures in SOURCE.md describe)
-    a_sh = np.column_stack([np.ones(m), ld])
-    (shared_off, shared_n), *_ = np.linalg.lstsq(a_sh, rssi, rcond=None)
+    def solve(with_shelf: bool) -> tuple[FloatArray, FloatArray, FloatArray]:
+        extra = [shelf] if with_shelf and shelf is not None else []
+        a_sh = np.column_stack([np.ones(m), ld, *extra])
+        shared, *_ = np.linalg.lstsq(a_sh, rssi, rcond=None)
+        cols = 2 * n_rx + 1 + len(extra)
+        a = np.zeros((m + n_rx, cols))
+        a[np.arange(m), rx_index] = 1.0
+        a[:m, n_rx] = ld
+        a[np.arange(m), n_rx + 1 + rx_index] = ld
+        if extra:
+            a[:m, -1] = extra[0]
+        b = np.concatenate([rssi, np.zeros(n_rx)])
+        a[m + np.arange(n_rx), n_rx + 1 + np.arange(n_rx)] = np.sqrt(
+            np.maximum(ridge * np.maximum(counts, 1), exponent_prior)
+        )
+        sol, *_ = np.linalg.lstsq(a, b, rcond=None)
+        return shared, sol, rssi - a[:m] @ sol
 
-    a = np.zeros((m + n_rx, 2 * n_rx + 1))
-    a[np.arange(m), rx_index] = 1.0
-    a[:m, n_rx] = ld
-    a[np.arange(m), n_rx + 1 + rx_index] = ld
-    b = np.concatenate([rssi, np.zeros(n_rx)])
-    a[m + np.arange(n_rx), n_rx + 1 + np.arange(n_rx)] = np.sqrt(ridge * np.maximum(counts, 1))
-    sol, *_ = np.linalg.lstsq(a, b, rcond=None)
-    pred = a[:m] @ sol
-    resid = rssi - pred
+    shared, sol, resid = solve(True)
+    shelf_db = float(sol[-1]) if shelf is not None else 0.0
+    if shelf is not None and (shelf_db <= 0 or shared[-1] <= 0):
+        shared, sol, resid = solve(False)
+        shelf_db = 0.0
+    shared_off, shared_n = float(shared[0]), float(shared[1])
 
     models: dict[str, ReceiverModel] = {}
     for i, rid in enumerate(receiver_ids):
@@ -199,11 +272,17 @@ def fit_path_loss(
             samples=k,
         )
     overall = float(np.sqrt(np.mean(resid**2)))
-    default = ReceiverModel(float(shared_off), float(shared_n), max(overall, 1.0), 0)
+    default = ReceiverModel(shared_off, shared_n, max(overall, 1.0), 0)
     return PathLossFit(
-        model=RadioModel(models, default, tag_height=tag_height, sensitivity_dbm=sensitivity_dbm),
-        shared_offset_db=float(shared_off),
-        shared_exponent=float(shared_n),
+        model=RadioModel(
+            models,
+            default,
+            tag_height=tag_height,
+            sensitivity_dbm=sensitivity_dbm,
+            shelf_db_per_m=shelf_db,
+        ),
+        shared_offset_db=shared_off,
+        shared_exponent=shared_n,
         residual_db=overall,
         n=m,
     )

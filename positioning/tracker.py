@@ -193,19 +193,23 @@ class ZoneTracker:
         if len(dec) == 0:
             return
         dec = dec[np.argsort(order[pos[dec]], kind="stable")]
-        ll = self.classifier.log_likelihood_batch(heard[dec], lv[dec])
+        heard, lv = heard[dec], lv[dec]
         slots = s_slot[pos[dec]]
         at = at[dec]
-        # beliefs: one round per decision of the same tag in this batch (usually one)
+        # one round per decision of the same tag in this batch (usually one): each decision's
+        # offset prior includes the tag's earlier decisions, whatever the batch size
         rank = occurrence_rank(slots)
         change = np.zeros(len(dec), dtype=bool)
         best = np.zeros(len(dec), dtype=np.int64)
         since = np.zeros(len(dec))
+        p = self.params.classifier
+        sigma = self.classifier.model.device_sigma_db
         for r in range(int(rank.max(initial=-1)) + 1):
             sel = np.flatnonzero(rank == r)
-            change[sel], best[sel], since[sel] = self._beliefs.update(
-                slots[sel], ll[sel], at[sel], self.params.classifier
-            )
+            mean, prec = self._beliefs.offset_prior(slots[sel], sigma, p)
+            ll, off = self.classifier.log_likelihood_offsets(heard[sel], lv[sel], mean, prec)
+            self._beliefs.add_offsets(slots[sel], off)
+            change[sel], best[sel], since[sel] = self._beliefs.update(slots[sel], ll, at[sel], p)
         # zone changes and timelines, in sighting order
         zone_ids = self.classifier.zone_ids
         decided = zip(

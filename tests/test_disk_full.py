@@ -33,8 +33,8 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 
 
 def fill(path: Path) -> None:
-    """Write until the file system says no."""
-    with open(path, "wb") as fh, contextlib.suppress(OSError):
+    """Write until the file system says no (on a full disk even creating the file may fail)."""
+    with contextlib.suppress(OSError), open(path, "wb") as fh:
         while True:
             fh.write(b"\0" * 65536)
             fh.flush()
