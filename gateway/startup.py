@@ -14,7 +14,12 @@ from positioning.layout import Layout
 from positioning.pathloss import RadioModel
 
 from .cli.common import default_layout
-from .config import GatewayConfig, SourceConfig, load_config
+from .config import ConfigError, GatewayConfig, SourceConfig, load_config
+from .config.fields import Problems
+
+# The installed example config (config/gateway.toml, /etc/shelfgate/gateway.toml) carries this
+# in gateway.id and gateway.store: inert until an installer writes the real ids.
+PLACEHOLDER = "CHANGE-ME"
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,8 +41,38 @@ def effective_setup(a: argparse.Namespace) -> Setup:
         web_listen=getattr(a, "web", None),
     )
     layout = a.layout or cfg.gateway.layout or default_layout()
-    sources = cfg.sources or (SourceConfig(f"sim:{layout}"),)
+    sources = cfg.sources
+    if a.config is None and not sources:
+        # no config file at all: the built-in defaults, a simulated store (a developer's run);
+        # a config file never falls back to one (fake events under a real store's ids)
+        sources = (SourceConfig(f"sim:{layout}"),)
+    unedited = still_to_edit(cfg, sources)
+    if unedited:
+        raise ConfigError(cfg.path, unedited)
     return Setup(cfg, layout, sources, a.calibration or cfg.gateway.calibration)
+
+
+def still_to_edit(cfg: GatewayConfig, sources: tuple[SourceConfig, ...]) -> list[str]:
+    """What an installer has not filled in yet (placeholder ids, no source), one line each with
+    the file's line; empty when the configuration is complete."""
+    try:
+        text = Path(cfg.path).read_text(encoding="utf-8")
+    except OSError:
+        text = ""  # the built-in defaults, or a file gone since it was read: no line numbers
+    problems = Problems(cfg.path, text)
+    for key, value, what in (
+        ("gateway.id", cfg.gateway.id, 'this gateway\'s id, unique in the store (e.g. "gw-01")'),
+        ("gateway.store", cfg.gateway.store, 'the store\'s id (e.g. "hb-kiel")'),
+    ):
+        if value is not None and value.strip().upper() == PLACEHOLDER:
+            problems.add(key, f'still the placeholder "{value}": write {what}')
+    if not sources:
+        problems.add(
+            "",
+            "no [[sources]]: nothing to listen to; add the store's receivers (the commented "
+            '[[sources]] examples, e.g. uri = "bluez:hci0?rx=rx01") or pass --source',
+        )
+    return problems.lines()
 
 
 def load_model(path: str | None) -> RadioModel | None:
