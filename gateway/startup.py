@@ -18,10 +18,15 @@ from positioning.pathloss import RadioModel
 
 from .cli.common import default_layout
 from .config import ConfigError, GatewayConfig, SourceConfig, config_from_dict, load_raw
+from .config.fields import Problems
 from .remote.message import file_only_problems, merged
 from .remote.state import Pushed, RemoteState, load_state, save_state
 
 log = logging.getLogger(__name__)
+
+# The installed example config (config/gateway.toml, /etc/shelfgate/gateway.toml) carries this
+# in gateway.id and gateway.store: inert until an installer writes the real ids.
+PLACEHOLDER = "CHANGE-ME"
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +127,14 @@ def effective_setup(a: argparse.Namespace, boot: bool = False) -> Setup:
                 remote = dataclasses.replace(remote, good=None)
             save_state(data_dir, remote)
     layout = a.layout or cfg.gateway.layout or default_layout()
-    sources = cfg.sources or (SourceConfig(f"sim:{layout}"),)
+    sources = cfg.sources
+    if getattr(a, "config", None) is None and not sources:
+        # no config file at all: the built-in defaults, a simulated store (a developer's run);
+        # a config file never falls back to one (fake events under a real store's ids)
+        sources = (SourceConfig(f"sim:{layout}"),)
+    unedited = still_to_edit(cfg, sources)
+    if unedited:
+        raise ConfigError(cfg.path, unedited)
     calibration = applied_calibration(
         cfg.gateway.data_dir, a.calibration or cfg.gateway.calibration
     )
@@ -177,6 +189,29 @@ def applied_calibration(data_dir: str, configured: str | None) -> str | None:
     except OSError:
         return configured
     return str(applied)
+
+
+def still_to_edit(cfg: GatewayConfig, sources: tuple[SourceConfig, ...]) -> list[str]:
+    """What an installer has not filled in yet (placeholder ids, no source), one line each with
+    the file's line; empty when the configuration is complete."""
+    try:
+        text = Path(cfg.path).read_text(encoding="utf-8")
+    except OSError:
+        text = ""  # the built-in defaults, or a file gone since it was read: no line numbers
+    problems = Problems(cfg.path, text)
+    for key, value, what in (
+        ("gateway.id", cfg.gateway.id, 'this gateway\'s id, unique in the store (e.g. "gw-01")'),
+        ("gateway.store", cfg.gateway.store, 'the store\'s id (e.g. "hb-kiel")'),
+    ):
+        if value is not None and value.strip().upper() == PLACEHOLDER:
+            problems.add(key, f'still the placeholder "{value}": write {what}')
+    if not sources:
+        problems.add(
+            "",
+            "no [[sources]]: nothing to listen to; add the store's receivers (the commented "
+            '[[sources]] examples, e.g. uri = "bluez:hci0?rx=rx01") or pass --source',
+        )
+    return problems.lines()
 
 
 def load_model(path: str | None) -> RadioModel | None:

@@ -172,11 +172,11 @@ def test_mutual_tls(tmp_path: Path) -> None:
         assert read_status(tmp_path / "data" / "outbox.db")["backlog"] == len(ids2)
 
         # `shelfgate check` uses the same TLS settings: accepted, then both faults in words
-        res = run_cli("check", "--config", str(good))
+        res = run_cli("check", "--config", str(good), "--source", f"replay:{empty}")
         assert "connected and accepted" in res.stdout, res.stdout
-        res = run_cli("check", "--config", str(wrongca))
+        res = run_cli("check", "--config", str(wrongca), "--source", f"replay:{empty}")
         assert res.returncode == 1 and "TLS failed" in res.stdout, res.stdout
-        res = run_cli("check", "--config", str(nocert))
+        res = run_cli("check", "--config", str(nocert), "--source", f"replay:{empty}")
         assert res.returncode == 1 and "connected and accepted" not in res.stdout, res.stdout
         assert "Traceback" not in res.stdout + res.stderr
     finally:
@@ -275,7 +275,10 @@ def test_check_explains_in_plain_words(tmp_path: Path) -> None:
     broker = Broker(tmp_path).start()
     try:
         cfg = write_config(tmp_path, broker.url)
-        res = run_cli("check", "--config", str(cfg), timeout=60)
+        # a config file names its sources (it never falls back to a simulated store)
+        res = run_cli(
+            "check", "--config", str(cfg), "--source", "sim:config/layout.toml", timeout=60
+        )
         assert res.returncode == 0, res.stdout
         assert "connected and accepted" in res.stdout and "all good" in res.stdout
     finally:

@@ -78,7 +78,10 @@ def test_key_made_once_and_event_ids_stable_across_restarts(
 @pytest.mark.parametrize(
     ("args", "expect"),
     [
-        (("--data-dir", "{file}"), "gateway.data_dir: is a file; expected a directory"),
+        (  # a config file names its sources (never a simulated store by default)
+            ("--data-dir", "{file}", "--source", "sim:config/layout.toml"),
+            "gateway.data_dir: is a file; expected a directory",
+        ),
         (("--source", "serial:/dev/nope-ttyACM9?protocol=bgapi&rx=rx01"), None),
         (("--source", "serial:/dev/null?protocol=bgapi&rx=rx99"), "expected rx=<a receiver id"),
         (("--source", "bluez:hci7?rx=rx01"), None),
