@@ -50,7 +50,7 @@ def test_diagnose_bundle_is_useful_and_holds_no_secret(tmp_path: Path) -> None:
         out = tmp_path / "bundle.json"
         p = subprocess.run(
             shelfgate("diagnose", "--config", str(r.config), "--layout", str(LAYOUT),
-                      "--out", str(out)),
+                      "--source", f"sim:{LAYOUT}?shoppers=20&seed=5", "--out", str(out)),
             cwd=ROOT, env=env(), capture_output=True, text=True, timeout=120,
         )  # fmt: skip
         assert p.returncode == 0, p.stderr
@@ -70,6 +70,14 @@ def test_diagnose_bundle_is_useful_and_holds_no_secret(tmp_path: Path) -> None:
         )
         assert b["check"]["exit"] == 0, b["check"]
         assert leaks(text, [PASSWORD, SECRET]) == []
+        # a half-edited config (no sources) is what support is asked about: a bundle all the
+        # same, whose check says what is missing
+        p = subprocess.run(
+            shelfgate("diagnose", "--config", str(r.config), "--layout", str(LAYOUT),
+                      "--no-check", "--out", str(tmp_path / "half.json")),
+            cwd=ROOT, env=env(), capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert p.returncode == 0, p.stderr
 
 
 def test_diagnose_command_replies_with_the_bundle(tmp_path: Path) -> None:

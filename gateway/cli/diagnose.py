@@ -15,7 +15,7 @@ def cmd_diagnose(a: argparse.Namespace) -> int:
 
     from .run import setup_argv
 
-    setup = effective_setup(a)
+    setup = effective_setup(a, complete=False)  # a half-edited config is what support sees
     b = bundle(setup.cfg, setup.remote.report(), None, a.log_lines, not a.no_check, setup_argv(a))
     body = orjson.dumps(b, option=orjson.OPT_INDENT_2) + b"\n"
     if a.out == "-":
