@@ -4,50 +4,24 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import orjson
 
-from positioning.errors import InputError
-
-
-def _read_segments(path: str, kind: str, types: set[str] | None = None) -> list[object]:
-    from positioning.types import ZoneSegment
-
-    p = Path(path)
-    if not p.exists():
-        raise InputError(path, "", f"{kind} file not found")
-    out: list[ZoneSegment] = []
-    for n, line in enumerate(p.read_bytes().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            o = orjson.loads(line)
-            if types is not None and o.get("type") not in types:
-                continue
-            out.append(
-                ZoneSegment(str(o["tag"]), o.get("zone"), float(o["start"]), float(o["end"]))
-            )
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
-            raise InputError(
-                path, f"line {n}", f"expected a {kind} object with tag, zone, start, end"
-            ) from None
-    return out  # type: ignore[return-value]
-
 
 def cmd_evaluate(a: argparse.Namespace) -> int:
+    from gateway.segments_file import read_segments
     from positioning.evaluation import score
 
-    truth = _read_segments(a.truth, "truth")
-    events = _read_segments(a.events, "event", {"dwell"})
-    timeline = _read_segments(a.timeline, "timeline") if a.timeline else None
-    tt = {s.tag for s in truth}  # type: ignore[attr-defined]
-    if events and not tt & {s.tag for s in events}:  # type: ignore[attr-defined]
+    truth = read_segments(a.truth, "truth")
+    events = read_segments(a.events, "event", {"dwell"})
+    timeline = read_segments(a.timeline, "timeline") if a.timeline else None
+    tt = {s.tag for s in truth}
+    if events and not tt & {s.tag for s in events}:
         print(
             "warning: no event tag appears in the truth: replay with --raw-ids to evaluate",
             file=sys.stderr,
         )
-    sc = score(truth, events, a.min_dwell, timeline, collar=a.collar)  # type: ignore[arg-type]
+    sc = score(truth, events, a.min_dwell, timeline, collar=a.collar)
     if a.json:
         print(orjson.dumps(sc.to_json()).decode())
         return 0

@@ -31,7 +31,8 @@ def cmd_report(a: argparse.Namespace) -> int:
     from gateway.layoutfile import load_layout
     from gateway.report import analysis as an
     from gateway.report import page, plots
-    from gateway.report.inputs import read_segments, replay
+    from gateway.report.inputs import replay
+    from gateway.segments_file import read_segments
     from positioning.evaluation import true_dwells
     from positioning.tags import TagResolver
 
