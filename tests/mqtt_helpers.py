@@ -166,6 +166,17 @@ def wait_exit(proc: subprocess.Popen[bytes], timeout: float) -> int:
         raise AssertionError(f"daemon did not exit in {timeout} s:\n{out[-3000:]}") from None
 
 
+def terminate(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    """A daemon's end of test: SIGTERM if it still runs, then kill if it does not stop."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def env() -> dict[str, str]:
     e = dict(os.environ)
     e["SHELFGATE_CLOCK_SYNCED"] = "1"

@@ -3,7 +3,6 @@ pushes configurations, sends commands and reads the retained status and the repl
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import threading
 import uuid
@@ -18,7 +17,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from .conftest import ROOT, shelfgate
-from .mqtt_helpers import Broker, env
+from .mqtt_helpers import Broker, env, terminate
 from .web_helpers import wait_for
 
 LAYOUT = ROOT / "config" / "layout.toml"
@@ -168,13 +167,7 @@ def running_daemon(d: Path, extra: str = "", shoppers: int = 20, web: str | None
         backend.status_where("the daemon's first status", lambda st: True)
         yield r
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        terminate(proc)
         backend.stop()
         broker.stop()
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import signal
 import ssl
 import subprocess
 import time
@@ -18,7 +17,7 @@ from typing import Any, TypeVar
 import orjson
 
 from .conftest import ROOT, shelfgate
-from .mqtt_helpers import Broker, env, free_port
+from .mqtt_helpers import Broker, env, free_port, terminate
 
 PASSWORD = "correct-horse-battery"
 TOKEN = "tok-0123456789abcdef"
@@ -159,11 +158,5 @@ def daemon(
         wait_for("the web app to answer /healthz", up, 30.0)
         yield dm
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        terminate(proc)
         broker.stop()
