@@ -92,10 +92,15 @@ def fit_walk(
     stats = TraceStats()
     sightings: list[tuple[int, float, float]] = []
     last_report = float("-inf")
-    for tg, i, rssi, t in read_sightings(trace, layout.receiver_index(), stats, TagResolver()):
+    # the fit sorts what it reads, and a recording merged from several receivers' logs (as the
+    # Danis et al. data is, one window per reference point) need not be in time order
+    sightings_in = read_sightings(
+        trace, layout.receiver_index(), stats, TagResolver(), in_order=False
+    )
+    for tg, i, rssi, t in sightings_in:
         if tg == tag:
             sightings.append((i, rssi, t))
-        if progress is not None and t - last_report >= 5.0:
+        if progress is not None and abs(t - last_report) >= 5.0:
             last_report = t
             progress(t)
     if not sightings:

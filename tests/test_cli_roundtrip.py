@@ -335,3 +335,26 @@ def test_lines_out_of_time_order_and_truncated_lines_are_named(store: Path, tmp_
     ]  # type: ignore[union-attr]
     assert int(frameless[1]) == int(frameless[0]) + (len(past) - late)
     assert ids["clean"] and ids["clean"] == ids["bad"]
+
+
+def test_calibrate_takes_a_walk_recorded_out_of_time_order(store: Path, tmp_path: Path) -> None:
+    # receivers' logs merged one after the other (as the Danis et al. recordings are) are not in
+    # time order; calibrate sorts what it reads, so it must not drop the later-logged part
+    lines = (store / "cal.jsonl").read_text().splitlines(keepends=True)
+    half = len(lines) // 2
+    shuffled = tmp_path / "cal-shuffled.jsonl"
+    shuffled.write_text("".join(lines[half:] + lines[:half]))
+    run(
+        "calibrate",
+        "--layout",
+        str(ROOT / "config" / "layout.toml"),
+        "--trace",
+        str(shuffled),
+        "--labels",
+        f"{store}/labels.jsonl",
+        "--out",
+        str(tmp_path / "cal.json"),
+    )
+    ordered = json.loads((store / "cal.json").read_text())
+    got = json.loads((tmp_path / "cal.json").read_text())
+    assert got["radio_model"] == ordered["radio_model"]

@@ -169,8 +169,13 @@ def read_blocks(
     start: int = 0,
     end: int | None = None,
     lines_before: Callable[[int], int] | None = None,
+    in_order: bool = True,
 ) -> Iterator[SightingBlock]:
     """The trace's tag sightings, a block (a few thousand) at a time, as columns.
+
+    With `in_order` (for whatever feeds a clock: replay, report) sightings more than
+    ORDER_TOLERANCE_S before the latest time read are dropped and counted; without it (a reader
+    that sorts what it read, as calibration does) every sighting is kept in file order.
 
     Malformed lines are counted and skipped (the first few logged with their line number).
     A block whose lines are all well-formed is converted column-wise; a block with a bad line is
@@ -198,7 +203,7 @@ def read_blocks(
             linenos = (idx + first_line + base + 1).tolist()
             objs = _valid_objects(lines, linenos, src, stats)
             tags, rx, rssi, t = _columns(objs, rx_index, resolver, stats)
-        if tags:
+        if tags and in_order:
             tags, rx, rssi, t = _in_order(tags, rx, rssi, t, stats, src, rx_index)
         if tags:
             if stats.first_t is None:
@@ -343,7 +348,8 @@ def read_sightings(
     rx_index: dict[str, int],
     stats: TraceStats,
     resolver: TagResolver,
+    in_order: bool = True,
 ) -> Iterator[tuple[str, int, float, float]]:
     """(tag, receiver index, rssi, t) for every advertisement in the trace that carries a tag."""
-    for b in read_blocks(path, rx_index, stats, resolver):
+    for b in read_blocks(path, rx_index, stats, resolver, in_order=in_order):
         yield from zip(b.tags, b.rx.tolist(), b.rssi.tolist(), b.t.tolist(), strict=True)
