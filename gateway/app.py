@@ -244,7 +244,7 @@ class Gateway:
             cfg.mqtt.broker,
             lambda: self.pipeline.tracker.active_tags,
             self.catalogue.state,
-            lambda: [a for a in (self.committer.alert,) if a],
+            lambda: [a for a in (self.committer.alert, *self._drift_alerts()) if a],
             receivers=lambda: self.health.report(self.input_clock.mono()),
             config=self._config_report,
         )
@@ -284,12 +284,25 @@ class Gateway:
             )
         if self.ownership is not None:
             self.status.extra.append(self.ownership.status)
+        if (
+            self.pipeline.tracker.layout.references
+        ):  # reference beacons: each receiver's drift since calibration
+            self.status.extra.append(self._drift_status)
         self.watchdog = Watchdog(
             self.store, lambda: self.intake.last_delivery, self.clock, cfg.gateway.source_silence_s
         )
         if self.web is not None:
             self.web.health = self.watchdog.unhealthy
         self._bg: set[asyncio.Task[Any]] = set()
+
+    def _drift_status(self) -> dict[str, Any]:
+        drift = self.pipeline.tracker.drift
+        rows = drift.report() if drift is not None else []
+        return {"drift": {d.receiver: d.as_json() for d in rows}}
+
+    def _drift_alerts(self) -> list[str]:
+        drift = self.pipeline.tracker.drift
+        return [a for d in (drift.report() if drift is not None else []) if (a := d.alert)]
 
     def _remote_on(self) -> bool:
         return (

@@ -4,6 +4,7 @@ the two paths give the same calibration from the same files."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ import orjson
 
 from drivers.trace.reader import TraceStats, read_sightings
 from positioning.calibration import CalibrationResult, Stand, calibrate
+from positioning.drift import reference_levels
 from positioning.errors import InputError
 from positioning.layout import Layout
 from positioning.tags import TagResolver
@@ -91,6 +93,8 @@ def fit_walk(
         )
     stats = TraceStats()
     sightings: list[tuple[int, float, float]] = []
+    refs = {r.tag for r in layout.references}
+    ref_sightings: list[tuple[str, int, float]] = []  # the fixed beacons' levels, a baseline
     last_report = float("-inf")
     # the fit sorts what it reads, and a recording merged from several receivers' logs (as the
     # Danis et al. data is, one window per reference point) need not be in time order
@@ -100,6 +104,8 @@ def fit_walk(
     for tg, i, rssi, t in sightings_in:
         if tg == tag:
             sightings.append((i, rssi, t))
+        elif tg in refs:
+            ref_sightings.append((tg, i, rssi))
         if progress is not None and abs(t - last_report) >= 5.0:
             last_report = t
             progress(t)
@@ -113,6 +119,11 @@ def fit_walk(
         res = calibrate(layout, sightings, labels.stands, tag_height=tag_height)
     except ValueError as e:
         raise InputError(str(labels_path), "", str(e)) from None
+    if ref_sightings:
+        levels = reference_levels(layout, ref_sightings)
+        res.fit = dataclasses.replace(
+            res.fit, model=dataclasses.replace(res.fit.model, references=levels)
+        )
     return FittedWalk(res, tag, sightings)
 
 

@@ -7,7 +7,14 @@ from pathlib import Path
 from typing import Any
 
 from positioning.errors import InputError
-from positioning.layout import DEFAULT_RECEIVER_HEIGHT, Layout, Receiver, Zone
+from positioning.layout import (
+    DEFAULT_RECEIVER_HEIGHT,
+    TAG_HEIGHT,
+    Layout,
+    Receiver,
+    Reference,
+    Zone,
+)
 
 
 def load_layout(path: str | Path) -> Layout:
@@ -28,7 +35,7 @@ def _num(src: str, where: str, v: Any) -> float:
 
 
 def layout_from_dict(raw: dict[str, Any], src: str = "<layout>") -> Layout:
-    known_top = {"store", "receivers", "zones", "shelves"}
+    known_top = {"store", "receivers", "zones", "shelves", "references"}
     for k in raw:
         if k not in known_top:
             raise InputError(src, k, f"unknown section; expected one of {sorted(known_top)}")
@@ -95,7 +102,65 @@ def layout_from_dict(raw: dict[str, Any], src: str = "<layout>") -> Layout:
     if not isinstance(cross, list):
         raise InputError(src, "store.cross_aisles", "expected a list of y coordinates (metres)")
     cross_y = tuple(_num(src, f"store.cross_aisles[{i}]", v) for i, v in enumerate(cross))
-    return Layout(sid, tz, tuple(receivers), tuple(zones), width, depth, cross_y, tuple(shelves))
+    refs = _references(src, raw.get("references", []), {r.id: r for r in receivers})
+    return Layout(
+        sid, tz, tuple(receivers), tuple(zones), width, depth, cross_y, tuple(shelves), refs
+    )
+
+
+TAG_KINDS = ("ibeacon:", "eddystone:", "altbeacon:", "mac:")
+REFERENCE_FORM = (
+    'expected a table with tag = "ibeacon:..." and either x, y (z optional) or receiver'
+)
+
+
+def _references(src: str, raw: Any, receivers: dict[str, Receiver]) -> tuple[Reference, ...]:
+    """`[[references]]`: fixed beacons at a spot (x, y, z) or built into a receiver."""
+    if not isinstance(raw, list):
+        raise InputError(src, "[[references]]", REFERENCE_FORM)
+    out: list[Reference] = []
+    seen: set[str] = set()
+    for i, r in enumerate(raw):
+        where = f"references[{i}]"
+        if not isinstance(r, dict):
+            raise InputError(src, where, REFERENCE_FORM)
+        unknown = sorted(set(r) - {"tag", "x", "y", "z", "receiver"})
+        if unknown:
+            raise InputError(src, f"{where}.{unknown[0]}", f"unknown key; {REFERENCE_FORM}")
+        tag = r.get("tag")
+        if not isinstance(tag, str) or not tag.startswith(TAG_KINDS):
+            raise InputError(
+                src, f"{where}.tag", 'expected a tag id like "ibeacon:<uuid>:<major>:<minor>"'
+            )
+        if tag in seen:
+            raise InputError(src, f"{where}.tag", f"duplicate reference {tag!r}")
+        seen.add(tag)
+        rid = r.get("receiver")
+        if rid is not None:
+            if "x" in r or "y" in r:
+                raise InputError(src, where, "give either receiver or x, y, not both")
+            rx = receivers.get(rid) if isinstance(rid, str) else None
+            if rx is None:
+                raise InputError(
+                    src,
+                    f"{where}.receiver",
+                    f"expected a receiver id of this layout, got {rid!r} "
+                    f"(its receivers: {', '.join(receivers)})",
+                )
+            out.append(Reference(tag, rx.x, rx.y, rx.z, rx.id))
+            continue
+        for key in ("x", "y"):
+            if key not in r:
+                raise InputError(src, f"{where}.{key}", "missing (metres on the floor plan)")
+        out.append(
+            Reference(
+                tag,
+                _num(src, f"{where}.x", r["x"]),
+                _num(src, f"{where}.y", r["y"]),
+                _num(src, f"{where}.z", r.get("z", TAG_HEIGHT)),
+            )
+        )
+    return tuple(out)
 
 
 def _polygon(src: str, where: str, poly: Any) -> tuple[tuple[float, float], ...]:

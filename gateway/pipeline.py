@@ -23,6 +23,7 @@ import numpy as np
 from drivers.advertisement import RSSI_MAX, RSSI_MIN, Advertisement, PositionFix, Reading
 from drivers.trace.reader import SightingBlock
 from positioning.classifier import ZoneClassifier
+from positioning.drift import DriftMonitor
 from positioning.dwell import OngoingStay
 from positioning.pathloss import RadioModel
 from positioning.tags import TagResolver
@@ -275,6 +276,8 @@ class Pipeline:
         stays and dwell timers carry on (the zones are the layout's, unchanged)."""
         old = self.tracker.classifier
         self.tracker.classifier = ZoneClassifier(old.layout, model, old.params, old.method)
+        # drift is measured against the new calibration's reference levels from now on
+        self.tracker.drift = DriftMonitor.for_layout(old.layout, model)
 
     # ------------------------------------------------------------------ read-only views
     def tag_view(self, tag: str) -> TagView | None:

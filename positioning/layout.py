@@ -22,6 +22,19 @@ class Receiver:
 
 
 @dataclass(frozen=True, slots=True)
+class Reference:
+    """A beacon that never moves, at a known spot: on a pillar, or built into a receiver (ESP32
+    receivers advertise too: receivers that hear each other). Never a shopper: its sightings go
+    to drift monitoring (positioning.drift), never to zones or dwell."""
+
+    tag: str
+    x: float
+    y: float
+    z: float = TAG_HEIGHT
+    receiver: str | None = None  # the receiver it is built into, if any
+
+
+@dataclass(frozen=True, slots=True)
 class Zone:
     id: str
     name: str
@@ -61,6 +74,7 @@ class Layout:
     depth: float | None = None
     cross_aisles: tuple[float, ...] = ()  # y of cross aisles: where people change aisles
     shelves: tuple[tuple[tuple[float, float], ...], ...] = ()  # floor nobody stands on
+    references: tuple[Reference, ...] = ()  # fixed beacons for drift (positioning.drift)
 
     def on_shelf(self, xs: FloatArray, ys: FloatArray) -> npt.NDArray[np.bool_]:
         out = np.zeros(xs.shape, dtype=bool)

@@ -49,6 +49,9 @@ class RadioModel:
     correction_length_m: float = 2.0
     correction_shrink: float = 0.3
     shelf_db_per_m: float = 0.0  # loss per metre of path through declared shelves (fitted)
+    # the layout's fixed reference beacons as the calibration walk heard them: tag -> receiver
+    # -> median dBm (the baseline of positioning.drift)
+    references: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def for_receiver(self, rx: str) -> ReceiverModel:
         return self.receivers.get(rx, self.default)
@@ -71,6 +74,10 @@ class RadioModel:
                 }
                 for x, y, r in self.corrections
             ],
+            "references": {
+                tag: {k: round(v, 2) for k, v in levels.items()}
+                for tag, levels in self.references.items()
+            },
         }
 
     @staticmethod
@@ -92,6 +99,10 @@ class RadioModel:
             correction_length_m=float(obj.get("correction_length_m", 2.0)),
             correction_shrink=float(obj.get("correction_shrink", 0.3)),
             shelf_db_per_m=float(obj.get("shelf_db_per_m", 0.0)),
+            references={
+                str(tag): {str(k): float(v) for k, v in levels.items()}
+                for tag, levels in obj.get("references", {}).items()
+            },
         )
 
 

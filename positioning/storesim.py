@@ -133,6 +133,9 @@ class StoreSimulation:
         self.rx_xyz = np.array([[r.x, r.y, r.z] for r in rxs])
         self.rx_gain = np.clip(env.normal(0, p.radio.receiver_gain_sd, len(rxs)), -6, 6)
         self.rx_exp = p.radio.exponent + env.normal(0, p.radio.exponent_sd, len(rxs))
+        # (receiver index, sim time, dB): a receiver's gain changes from that time on (a pallet
+        # in front of it, shelves restocked, a knock): what reference beacons are there to catch
+        self.gain_steps: list[tuple[int, float, float]] = []
         self._shadow_step = 0.5
         self._shadow = self._shadow_fields(env)
         self.persons: list[_Person] = []
@@ -363,6 +366,34 @@ class StoreSimulation:
         )
         return tag, out
 
+    def add_fixed_beacon(
+        self, x: float, y: float, minor: int, uuid: str = CALIBRATION_UUID, interval: float = 1.0
+    ) -> str:
+        """A beacon fixed at (x, y) for the whole run (a layout's reference beacon); its tag."""
+        pid = len(self.persons)
+        rng = np.random.default_rng([self.p.seed, minor, 13])  # the run's own draws untouched
+        tag = f"ibeacon:{uuid}:7:{minor}"
+        data = frames.ibeacon_payload(uuid, 7, minor)
+        self.persons.append(
+            _Person(
+                pid,
+                "static",
+                tag,
+                f'"mfg": {{"76": "{data.hex()}"}}',
+                np.array([-1e9, 1e12]),
+                np.array([x, x]),
+                np.array([y, y]),
+                np.array([0.0, 0.0]),
+                interval,
+                float(rng.uniform(0, interval)),
+                0.0,
+                0.0,
+                _mac(rng, public=True),
+                [],
+            )
+        )
+        return tag
+
     def _add_device(self, static: bool) -> None:
         rng, p = self.rng, self.p
         pid = len(self.persons)
@@ -449,6 +480,8 @@ class StoreSimulation:
             - 10.0 * self.rx_exp[None, :] * np.log10(d)
         )
         level += self._shadow_at(x, y)
+        for i, t_from, db in self.gain_steps:
+            level[:, i] += np.where(t >= t_from, db, 0.0)
         # body loss: largest when the receiver is behind the carrier
         horiz = np.maximum(np.hypot(dx, dy), 1e-6)
         cos_a = (np.cos(head)[:, None] * dx + np.sin(head)[:, None] * dy) / horiz

@@ -24,6 +24,7 @@ import numpy as np
 
 from .belief import Beliefs
 from .classifier import ClassifierParams, ZoneClassifier
+from .drift import DriftMonitor
 from .dwell import DwellDetector, DwellParams, OngoingStay
 from .kalman import FloatArray, IntArray, KalmanParams, StreamBank, occurrence_rank
 from .layout import Layout
@@ -95,6 +96,8 @@ class ZoneTracker:
             layout, model or RadioModel(), self.params.classifier, method
         )
         self.dwell = DwellDetector(self.params.dwell)
+        # the layout's fixed reference beacons: taken out of the input, receivers' drift corrected
+        self.drift = DriftMonitor.for_layout(layout, self.classifier.model)
         self.rx_index = layout.receiver_index()
         self.n_rx = len(layout.receivers)
         self.events: list[DwellEvent] = []
@@ -131,6 +134,8 @@ class ZoneTracker:
         self, tags: Sequence[TagId], rx: IntArray, rssi: FloatArray, t: FloatArray
     ) -> None:
         """Sightings in time order: sighting k is `tags[k]` heard by receiver index `rx[k]`."""
+        if self.drift is not None:
+            tags, rx, rssi, t = self.drift.take(tags, rx, rssi, t)
         n = len(tags)
         if n == 0:
             return
@@ -256,6 +261,8 @@ class ZoneTracker:
     def tick(self, t: float) -> None:
         """Advance time without data: lost and expired tags, dwell exits and thresholds."""
         p = self.params
+        if self.drift is not None:
+            self.drift.tick(t)
         for tag, st in list(self._tags.items()):
             if not st.lost and t - st.last_heard > p.lost_after_s:
                 st.lost = True

@@ -75,6 +75,16 @@ def cmd_replay(a: argparse.Namespace) -> int:
         f"{s.dwells} dwells, {s.events} events -> {a.events}",
         file=sys.stderr,
     )
+    drift = pipeline.tracker.drift
+    for d in drift.report() if drift is not None else []:
+        if d.shift_db is not None and d.applied_db:
+            print(
+                f"reference beacons: receiver {d.receiver} hears them {d.shift_db:+.1f} dB from "
+                f"calibration (corrected by {d.applied_db:+.1f} dB)",
+                file=sys.stderr,
+            )
+        if d.alert:
+            print(f"reference beacons: {d.alert}", file=sys.stderr)
     if (
         st.lines
         and st.unknown_receiver

@@ -62,6 +62,18 @@ class GatewayCollector(Collector):
             for reason, n in c["dropped"].items():
                 dropped.add_metric([rx, reason], float(n))
         yield from (used, dropped)
+        drift = s.pipeline.tracker.drift
+        if drift is not None:
+            shift = GaugeMetricFamily(
+                "shelfgate_receiver_drift_db",
+                "how much louder (+) or quieter (-) the reference beacons are at the receiver than "
+                "at calibration (corrected when at least 1 dB)",
+                labels=["receiver"],
+            )
+            for d in drift.report():
+                if d.shift_db is not None:
+                    shift.add_metric([d.receiver], d.shift_db)
+            yield shift
         yield GaugeMetricFamily(
             "shelfgate_tags_tracked", "tags the tracker holds", value=s.pipeline.tracker.active_tags
         )
