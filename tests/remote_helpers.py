@@ -151,12 +151,13 @@ class Running:
 @contextmanager
 def running_daemon(d: Path, extra: str = "", shoppers: int = 20, web: str | None = None,
                    secret: bool = True, broker_extra: str = "", username: str = "gw",
-                   backend_auth: tuple[str, str] | None = None) -> Iterator[Running]:  # fmt: skip
+                   backend_auth: tuple[str, str] | None = None, layout: Path = LAYOUT,
+                   source: str | None = None) -> Iterator[Running]:  # fmt: skip
     broker = Broker(d, extra=broker_extra).start()
     cfg = gateway_toml(d, broker.url, extra=extra, secret=secret, username=username)
     backend = Backend(broker.port, f"shelfgate/v1/{STORE}/gw-rc", backend_auth)
-    args = ["run", "--config", str(cfg), "--layout", str(LAYOUT),
-            "--source", f"sim:{LAYOUT}?shoppers={shoppers}&seed=5"]  # fmt: skip
+    args = ["run", "--config", str(cfg), "--layout", str(layout),
+            "--source", source or f"sim:{LAYOUT}?shoppers={shoppers}&seed=5"]  # fmt: skip
     if web is not None:
         args += ["--web", web]
     with (d / "daemon.out").open("wb") as out:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import subprocess
+import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.layoutfile import layout_from_dict, load_layout
 from positioning.drift import ALERT_DB, DriftMonitor
@@ -18,6 +20,9 @@ from positioning.storesim import SimParams, StoreSimulation
 from positioning.tracker import ZoneTracker
 
 from .conftest import ROOT, shelfgate
+from .mqtt_helpers import free_port
+from .remote_helpers import running_daemon
+from .web_helpers import wait_for
 
 UUID = "e2c56db5-dffb-48d2-b060-d0f5a71096e0"
 REF_A, REF_B = f"ibeacon:{UUID}:7:1", f"ibeacon:{UUID}:7:2"
@@ -171,43 +176,54 @@ def test_layout_references_are_checked() -> None:
         assert "L.toml" in msg and where in msg and words in msg, msg
 
 
-def test_calibrate_records_and_replay_uses_the_references(tmp_path: Path) -> None:
-    layout_text = (ROOT / "config" / "layout.toml").read_text()
+def layout_with_references(d: Path) -> tuple[Path, Layout]:
+    """The example store with a beacon built into every receiver (they hear each other)."""
     lay = load_layout(ROOT / "config" / "layout.toml")
     extra = "".join(
         f'\n[[references]]\ntag = "ibeacon:{UUID}:7:{i + 1}"\nreceiver = "{r.id}"\n'
         for i, r in enumerate(lay.receivers)
     )
-    layout = tmp_path / "layout.toml"
-    layout.write_text(layout_text + extra)
-    lay = load_layout(layout)
+    path = d / "layout.toml"
+    path.write_text((ROOT / "config" / "layout.toml").read_text() + extra)
+    return path, load_layout(path)
 
+
+def write_sim_trace(
+    lay: Layout,
+    out: Path,
+    seed: int,
+    shoppers: int,
+    steps: list[tuple[int, float, float]],
+    duration: float = 400.0,
+    labels: Path | None = None,
+) -> None:
+    """A simulated trace of `lay` with its references powered and receivers' gains stepped;
+    with `labels`, a technician's walk (one stand per zone) and its labels instead of time."""
     from drivers.trace.writer import write_trace
 
-    def trace(name: str, seed: int, shoppers: int, walk: bool, steps: list) -> Path:  # type: ignore[type-arg]
-        sim = StoreSimulation(lay, SimParams(shoppers=shoppers, devices=0, seed=seed))
-        for i, r in enumerate(lay.references):
-            sim.add_fixed_beacon(r.x, r.y, i + 1, UUID)
-        sim.gain_steps = steps
-        duration = 400.0
-        if walk:
-            tag, stands = sim.add_technician([(*z.centroid, z.id) for z in lay.zones], 5.0, 20.0)
-            t0 = sim.p.start_time
-            labels.write_text(
-                "".join(
-                    json.dumps({"tag": tag, "zone": z, "start": t0 + a + 2, "end": t0 + b - 2})
-                    + "\n"
-                    for a, b, _, _, z in stands
-                )
+    sim = StoreSimulation(lay, SimParams(shoppers=shoppers, devices=0, seed=seed))
+    for i, r in enumerate(lay.references):
+        sim.add_fixed_beacon(r.x, r.y, i + 1, UUID)
+    sim.gain_steps = steps
+    if labels is not None:
+        tag, stands = sim.add_technician([(*z.centroid, z.id) for z in lay.zones], 5.0, 20.0)
+        t0 = sim.p.start_time
+        labels.write_text(
+            "".join(
+                json.dumps({"tag": tag, "zone": z, "start": t0 + a + 2, "end": t0 + b - 2}) + "\n"
+                for a, b, _, _, z in stands
             )
-            duration = stands[-1][1] + 5.0
-        out = tmp_path / name
-        with open(out, "w") as fh:
-            write_trace(sim, duration, fh)
-        return out
+        )
+        duration = stands[-1][1] + 5.0
+    with open(out, "w") as fh:
+        write_trace(sim, duration, fh)
 
+
+def test_calibrate_records_and_replay_uses_the_references(tmp_path: Path) -> None:
+    layout, lay = layout_with_references(tmp_path)
     labels = tmp_path / "labels.jsonl"
-    cal_trace = trace("cal.jsonl", 1, 0, True, [])
+    cal_trace = tmp_path / "cal.jsonl"
+    write_sim_trace(lay, cal_trace, 1, 0, [], labels=labels)
     res = subprocess.run(
         shelfgate("calibrate", "--layout", str(layout), "--trace", str(cal_trace), "--labels",
                   str(labels), "--out", str(tmp_path / "cal.json")),
@@ -218,7 +234,8 @@ def test_calibrate_records_and_replay_uses_the_references(tmp_path: Path) -> Non
     refs = cal["radio_model"]["references"]
     assert len(refs) == len(lay.references) and all(len(v) >= 3 for v in refs.values())
 
-    shopped = trace("shop.jsonl", 2, 5, False, [(3, 0.0, -9.0)])
+    shopped = tmp_path / "shop.jsonl"
+    write_sim_trace(lay, shopped, 2, 5, [(3, 0.0, -9.0)])
     res = subprocess.run(
         shelfgate("replay", str(shopped), "--layout", str(layout), "--calibration",
                   str(tmp_path / "cal.json"), "--events", str(tmp_path / "ev.jsonl"),
@@ -232,3 +249,34 @@ def test_calibrate_records_and_replay_uses_the_references(tmp_path: Path) -> Non
     ref_tags = {r.tag for r in lay.references}
     timeline = [json.loads(x) for x in (tmp_path / "tl.jsonl").read_text().splitlines()]
     assert timeline and not ref_tags & {s["tag"] for s in timeline}
+
+
+def test_the_daemon_reports_drift_in_metrics_and_status(tmp_path: Path) -> None:
+    # no calibration: the first 5 minutes are the baseline; rx index 3 loses 9 dB at 5.5 min
+    layout, lay = layout_with_references(tmp_path)
+    trace = tmp_path / "trace.jsonl"
+    write_sim_trace(lay, trace, 3, 3, [(3, 330.0, -9.0)], duration=600.0)
+    rx3 = lay.receivers[3].id
+    port = free_port()
+    source = f"replay:{trace}?speed=100"
+    with running_daemon(tmp_path, web=f"127.0.0.1:{port}", layout=layout, source=source) as r:
+
+        def drift_in_metrics() -> float | None:
+            url = f"http://127.0.0.1:{port}/metrics"
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                text = resp.read().decode()
+            for fam in text_string_to_metric_families(text):
+                if fam.name == "shelfgate_receiver_drift_db":
+                    got = {s.labels["receiver"]: s.value for s in fam.samples}
+                    if got.get(rx3, 0.0) < -6.0:
+                        return got[rx3]
+            return None
+
+        assert wait_for("rx3's drift in /metrics", drift_in_metrics, 60.0) < -6.0
+        reply = r.backend.reply(r.backend.command("status"))  # the status message, now
+        assert reply["ok"], reply
+        st = reply["result"]
+        assert st["drift"][rx3]["applied_db"] < -6.0, st["drift"]
+        assert any(rx3 in a and "weaker" in a for a in st["alerts"]), st["alerts"]
+        others = [v["applied_db"] for k, v in st["drift"].items() if k != rx3]
+        assert others and max(abs(v) for v in others) < 1.5
