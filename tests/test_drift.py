@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import urllib.request
 from pathlib import Path
@@ -24,6 +25,7 @@ from .mqtt_helpers import free_port
 from .remote_helpers import running_daemon
 from .web_helpers import wait_for
 
+SHOTS = os.environ.get("SHELFGATE_DRIFT_SHOTS")
 UUID = "e2c56db5-dffb-48d2-b060-d0f5a71096e0"
 REF_A, REF_B = f"ibeacon:{UUID}:7:1", f"ibeacon:{UUID}:7:2"
 SHOPPER = f"ibeacon:{UUID}:1:9"
@@ -273,6 +275,10 @@ def test_the_daemon_reports_drift_in_metrics_and_status(tmp_path: Path) -> None:
             return None
 
         assert wait_for("rx3's drift in /metrics", drift_in_metrics, 60.0) < -6.0
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/state", timeout=5) as resp:
+            web = json.loads(resp.read())  # what the map's receiver table shows
+        row = next(x for x in web["receivers"] if x["id"] == rx3)
+        assert row["drift_db"] < -6.0 and "weaker" in row["drift_alert"], row
         reply = r.backend.reply(r.backend.command("status"))  # the status message, now
         assert reply["ok"], reply
         st = reply["result"]
@@ -280,3 +286,13 @@ def test_the_daemon_reports_drift_in_metrics_and_status(tmp_path: Path) -> None:
         assert any(rx3 in a and "weaker" in a for a in st["alerts"]), st["alerts"]
         others = [v["applied_db"] for k, v in st["drift"].items() if k != rx3]
         assert others and max(abs(v) for v in others) < 1.5
+        if SHOTS:  # SHELFGATE_DRIFT_SHOTS=dir: the map with the drifted receiver, to look at
+            from playwright.sync_api import sync_playwright
+
+            with sync_playwright() as pw:
+                b = pw.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+                page = b.new_page(viewport={"width": 1280, "height": 900})
+                page.goto(f"http://127.0.0.1:{port}/")
+                page.wait_for_selector("#rx-table .drift")
+                page.screenshot(path=f"{SHOTS}/web-drift.png", full_page=True)
+                b.close()

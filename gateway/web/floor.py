@@ -48,5 +48,14 @@ def floor_svg(layout: Layout) -> str:
             '<circle class="halo" r="1.1"/><circle class="dot" r="0.45"/>'
             f'<text y="1.05">{escape(r.id)}</text></g>'
         )
+    out.append('</g><g id="references">')
+    for ref in layout.references:
+        if ref.receiver is None:  # one built into a receiver is drawn as that receiver
+            out.append(
+                f'<g class="reference" data-reference="{escape(ref.tag)}" '
+                f'transform="translate({ref.x:g} {ref.y:g})"><title>reference beacon '
+                f"{escape(ref.tag)}</title>"
+                '<rect x="-0.3" y="-0.3" width="0.6" height="0.6" transform="rotate(45)"/></g>'
+            )
     out.append('</g><g id="tags"></g></svg>')
     return "".join(out)

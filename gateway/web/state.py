@@ -118,6 +118,8 @@ class LiveState:
         now = self._clock.mono()
         index = self.pipeline.tracker.rx_index
         net = self.network_counters()
+        mon = self.pipeline.tracker.drift
+        drift = {d.receiver: d for d in mon.report()} if mon is not None else {}
         return [
             {
                 "id": r.id,
@@ -125,6 +127,11 @@ class LiveState:
                 "y": r.y,
                 **self.health.entry(index[r.id], now),
                 **({"network": net[r.id]} if r.id in net else {}),
+                **(
+                    {"drift_db": round(drift[r.id].applied_db, 1), "drift_alert": drift[r.id].alert}
+                    if r.id in drift
+                    else {}
+                ),
             }
             for r in self.layout.receivers
         ]

@@ -62,11 +62,16 @@ function renderReceivers(rxs) {
     if (g) {
       g.classList.remove("ok", "silent", "dead");
       g.classList.add(r.state);
-      g.querySelector("title").textContent = `${r.id}: ${r.adverts_per_s} adverts/s, last heard ${age(r.last_heard_s)}`;
+      g.classList.toggle("drifted", Boolean(r.drift_alert));
+      g.querySelector("title").textContent = `${r.id}: ${r.adverts_per_s} adverts/s, last heard ${age(r.last_heard_s)}` +
+        (r.drift_alert ? `\n${r.drift_alert}` : "");
       g.querySelector(".halo").setAttribute("r", String(0.6 + Math.min(2.0, Math.sqrt(r.adverts_per_s) * 0.25)));
     }
     rows.push(`<tr><td>${esc(r.id)}</td><td class="num">${r.adverts_per_s.toFixed(1)}</td>` +
-      `<td class="num">${esc(age(r.last_heard_s))}</td><td class="state-${esc(r.state)}">${esc(r.state)}</td></tr>`);
+      `<td class="num">${esc(age(r.last_heard_s))}</td><td class="state-${esc(r.state)}">${esc(r.state)}` +
+      // reference beacons: how far it has drifted since calibration (corrected from 1 dB on)
+      (r.drift_db ? ` <span class="drift" title="${esc(r.drift_alert || "corrected")}">drift ${r.drift_db > 0 ? "+" : ""}${r.drift_db} dB</span>` : "") +
+      `</td></tr>`);
   }
   $("#rx-table tbody").innerHTML = rows.join("");
 }
