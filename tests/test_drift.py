@@ -236,6 +236,25 @@ def test_calibrate_records_and_replay_uses_the_references(tmp_path: Path) -> Non
     refs = cal["radio_model"]["references"]
     assert len(refs) == len(lay.references) and all(len(v) >= 3 for v in refs.values())
 
+    # `check` says whether the calibration knows the references' levels
+    old = json.loads((tmp_path / "cal.json").read_text())
+    old["radio_model"].pop("references")
+    (tmp_path / "old-cal.json").write_text(json.dumps(old))
+    for cal_file, words in (
+        ("cal.json", f"records the levels of all {len(lay.references)} reference beacons"),
+        ("old-cal.json", "drift is measured from each start instead of from the calibration"),
+    ):
+        cfg = tmp_path / "gateway.toml"
+        cfg.write_text(
+            f'[gateway]\nlayout = "{layout}"\ncalibration = "{tmp_path / cal_file}"\n'
+            f'data_dir = "{tmp_path / "data"}"\n[mqtt]\nbroker = "mqtt://127.0.0.1:1"\n'
+            f'[[sources]]\nuri = "replay:{cal_trace}"\n'
+        )
+        res = subprocess.run(
+            shelfgate("check", "--config", str(cfg)), capture_output=True, text=True, cwd=ROOT
+        )
+        assert words in res.stdout, res.stdout
+
     shopped = tmp_path / "shop.jsonl"
     write_sim_trace(lay, shopped, 2, 5, [(3, 0.0, -9.0)])
     res = subprocess.run(

@@ -138,6 +138,18 @@ def _check_calibration(r: Report, cal: str | None, layout: Layout | None) -> Non
         )
     else:
         r.ok(f"calibration {cal}: every receiver fitted")
+    refs = [x.tag for x in layout.references] if layout else []
+    if refs:
+        recorded = [t for t in refs if t in model.references]
+        if len(recorded) == len(refs):
+            r.ok(f"calibration {cal} records the levels of all {len(refs)} reference beacons")
+        else:
+            absent = [t for t in refs if t not in model.references]
+            r.warn(
+                f"calibration {cal} does not record the reference beacons {', '.join(absent)}: "
+                "their drift is measured from each start instead of from the calibration "
+                "(calibrate again with them powered)"
+            )
 
 
 def _check_sources(r: Report, sources: tuple[SourceConfig, ...], layout: Layout) -> None:
