@@ -34,6 +34,18 @@ def _num(src: str, where: str, v: Any) -> float:
     return float(v)
 
 
+def _spot(src: str, where: str, r: dict[str, Any], z: float) -> tuple[float, float, float]:
+    """x, y (required) and z (default `z`) of a thing on the floor plan, in metres."""
+    for key in ("x", "y"):
+        if key not in r:
+            raise InputError(src, f"{where}.{key}", "missing (metres on the floor plan)")
+    return (
+        _num(src, f"{where}.x", r["x"]),
+        _num(src, f"{where}.y", r["y"]),
+        _num(src, f"{where}.z", r.get("z", z)),
+    )
+
+
 def layout_from_dict(raw: dict[str, Any], src: str = "<layout>") -> Layout:
     known_top = {"store", "receivers", "zones", "shelves", "references"}
     for k in raw:
@@ -65,17 +77,7 @@ def layout_from_dict(raw: dict[str, Any], src: str = "<layout>") -> Layout:
         if rid in seen:
             raise InputError(src, f"{where}.id", f"duplicate receiver id {rid!r}")
         seen.add(rid)
-        for key in ("x", "y"):
-            if key not in r:
-                raise InputError(src, f"{where}.{key}", "missing (metres on the floor plan)")
-        receivers.append(
-            Receiver(
-                rid,
-                _num(src, f"{where}.x", r["x"]),
-                _num(src, f"{where}.y", r["y"]),
-                _num(src, f"{where}.z", r.get("z", DEFAULT_RECEIVER_HEIGHT)),
-            )
-        )
+        receivers.append(Receiver(rid, *_spot(src, where, r, DEFAULT_RECEIVER_HEIGHT)))
     if not receivers:
         raise InputError(src, "[[receivers]]", "at least one receiver is needed")
 
@@ -149,17 +151,7 @@ def _references(src: str, raw: Any, receivers: dict[str, Receiver]) -> tuple[Ref
                 )
             out.append(Reference(tag, rx.x, rx.y, rx.z, rx.id))
             continue
-        for key in ("x", "y"):
-            if key not in r:
-                raise InputError(src, f"{where}.{key}", "missing (metres on the floor plan)")
-        out.append(
-            Reference(
-                tag,
-                _num(src, f"{where}.x", r["x"]),
-                _num(src, f"{where}.y", r["y"]),
-                _num(src, f"{where}.z", r.get("z", TAG_HEIGHT)),
-            )
-        )
+        out.append(Reference(tag, *_spot(src, where, r, TAG_HEIGHT)))
     return tuple(out)
 
 
