@@ -28,9 +28,16 @@ from positioning.pathloss import RadioModel
 from positioning.storesim import SimParams, StoreSimulation
 from positioning.tracker import TrackerParams, ZoneTracker
 
-from .heldout import SimFactory, factory, track
-from .physics import quick_walk
-from .stores import KINDS, REPORT_SIM_SEEDS, REPORT_STORE_SEEDS, TUNE_SIM_SEEDS, TUNE_STORE_SEEDS
+from .heldout import SimFactory, track
+from .physics import HeldOutStore, quick_walk
+from .stores import (
+    KINDS,
+    REPORT_SIM_SEEDS,
+    REPORT_STORE_SEEDS,
+    TUNE_SIM_SEEDS,
+    TUNE_STORE_SEEDS,
+    make_store,
+)
 
 CHANGE_AT_S = 300.0
 SCORE_FROM_S = 600.0
@@ -48,15 +55,19 @@ def with_references(layout: Layout) -> Layout:
 CAL_UUID = "e2c56db5-dffb-48d2-b060-d0f5a71096e0"
 
 
-def add_references(sim: StoreSimulation, layout: Layout) -> None:
-    for i, r in enumerate(layout.references):
-        sim.add_fixed_beacon(r.x, r.y, i + 1, CAL_UUID)
+def factory(physics: str, kind: str, store_seed: int) -> tuple[SimFactory, Layout]:
+    """benchmarks.heldout's stores, with the references in the layout (the simulation powers
+    them)."""
+    store = make_store(kind, store_seed)
+    store = dataclasses.replace(store, layout=with_references(store.layout))
+    if physics == "heldout":
+        return (lambda p: HeldOutStore(store, p)), store.layout
+    return (lambda p: StoreSimulation(store.layout, p)), store.layout
 
 
 def calibrate_with_references(make: SimFactory, layout: Layout, seed: int) -> RadioModel:
     sim = make(SimParams(shoppers=0, devices=5, seed=seed + 500))
     tag, stands = quick_walk(sim, np.random.default_rng(seed + 1000))
-    add_references(sim, layout)
     pid = next(p.pid for p in sim.persons if p.tag == tag)
     ch = sim.chunk(0.0, stands[-1].end + 5.0)
     sel = ch.person == pid
@@ -78,7 +89,6 @@ def calibrate_with_references(make: SimFactory, layout: Layout, seed: int) -> Ra
 def run(
     make: SimFactory, layout: Layout, seed: int, duration: float
 ) -> tuple[float, float, float, list[tuple[str, float, float | None]]]:
-    layout = with_references(layout)
     model = calibrate_with_references(make, layout, seed)
     rng = np.random.default_rng(seed + 77)
     changed = rng.choice(len(layout.receivers), CHANGED, replace=False).tolist()
@@ -89,7 +99,6 @@ def run(
     found: list[tuple[str, float, float | None]] = []
     for case in ("as calibrated", "changed, no references", "changed, references"):
         sim = make(SimParams(shoppers=20, devices=40, seed=seed, horizon_s=duration + 600))
-        add_references(sim, layout)
         if case != "as calibrated":
             sim.gain_steps = steps
         tr = ZoneTracker(layout, model, TrackerParams(), True)

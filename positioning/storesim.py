@@ -144,6 +144,9 @@ class StoreSimulation:
         self._addr_cache: dict[tuple[int, int], str] = {}
         self._payload_cache: dict[tuple[int, int], str] = {}
         self._init_population()
+        for ref in layout.references:  # the layout's fixed beacons are powered (those with a
+            if not ref.tag.startswith("mac:"):  # frame: one known by its address has none here)
+                self.add_fixed_beacon(ref.x, ref.y, ref.tag)
 
     # ---------------------------------------------------------------- population
     def _init_population(self) -> None:
@@ -366,20 +369,17 @@ class StoreSimulation:
         )
         return tag, out
 
-    def add_fixed_beacon(
-        self, x: float, y: float, minor: int, uuid: str = CALIBRATION_UUID, interval: float = 1.0
-    ) -> str:
-        """A beacon fixed at (x, y) for the whole run (a layout's reference beacon); its tag."""
+    def add_fixed_beacon(self, x: float, y: float, tag: str, interval: float = 1.0) -> None:
+        """A beacon fixed at (x, y) for the whole run: a layout's reference beacon (`tag` an
+        ibeacon, altbeacon or eddystone id; see `beacon_payload`)."""
         pid = len(self.persons)
-        rng = np.random.default_rng([self.p.seed, minor, 13])  # the run's own draws untouched
-        tag = f"ibeacon:{uuid}:7:{minor}"
-        data = frames.ibeacon_payload(uuid, 7, minor)
+        rng = np.random.default_rng([self.p.seed, _stable_seed(tag), 13])  # run's draws untouched
         self.persons.append(
             _Person(
                 pid,
                 "static",
                 tag,
-                f'"mfg": {{"76": "{data.hex()}"}}',
+                beacon_payload(tag),
                 np.array([-1e9, 1e12]),
                 np.array([x, x]),
                 np.array([y, y]),
@@ -392,7 +392,6 @@ class StoreSimulation:
                 [],
             )
         )
-        return tag
 
     def _add_device(self, static: bool) -> None:
         rng, p = self.rng, self.p
@@ -591,6 +590,28 @@ class StoreSimulation:
                 out.append(ZoneSegment(person.tag, zone, float(ts[s]), end))
         out.sort(key=lambda s: (s.start, s.tag))
         return out
+
+
+def beacon_payload(tag: str) -> str:
+    """The trace line members ("mfg" / "svc") that carry the frame of tag id `tag`."""
+    kind, _, rest = tag.partition(":")
+    try:
+        if kind == "ibeacon":
+            uuid, major, minor = rest.rsplit(":", 2)
+            return (
+                f'"mfg": {{"76": "{frames.ibeacon_payload(uuid, int(major), int(minor)).hex()}"}}'
+            )
+        if kind == "altbeacon":
+            id1, id2, id3 = rest.rsplit(":", 2)
+            data = frames.altbeacon_payload(id1, int(id2), int(id3))
+            return f'"mfg": {{"280": "{data.hex()}"}}'
+        if kind == "eddystone":
+            ns, inst = rest.split(":")
+            data = frames.eddystone_uid_payload(ns, inst)
+            return f'"svc": {{"{frames.EDDYSTONE_UUID}": "{data.hex()}"}}'
+    except ValueError:
+        pass
+    raise ValueError(f"cannot simulate a beacon with the tag id {tag!r}")
 
 
 def _stable_seed(text: str) -> int:

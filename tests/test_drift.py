@@ -119,12 +119,8 @@ def test_simulated_gain_steps_are_measured() -> None:
 
     layout = dataclasses.replace(layout, references=refs)
     sim = StoreSimulation(layout, SimParams(shoppers=0, devices=0, seed=5))
-    for i, r in enumerate(refs):
-        sim.add_fixed_beacon(r.x, r.y, i + 1, UUID)
     sim.gain_steps = [(2, 0.0, -9.0), (5, 0.0, 6.0)]
-    base = StoreSimulation(layout, SimParams(shoppers=0, devices=0, seed=5))
-    for i, r in enumerate(refs):
-        base.add_fixed_beacon(r.x, r.y, i + 1, UUID)
+    base = StoreSimulation(layout, SimParams(shoppers=0, devices=0, seed=5))  # refs powered
     from positioning.drift import reference_levels
 
     ch = base.chunk(0.0, 120.0)
@@ -204,8 +200,6 @@ def write_sim_trace(
     from drivers.trace.writer import write_trace
 
     sim = StoreSimulation(lay, SimParams(shoppers=shoppers, devices=0, seed=seed))
-    for i, r in enumerate(lay.references):
-        sim.add_fixed_beacon(r.x, r.y, i + 1, UUID)
     sim.gain_steps = steps
     if labels is not None:
         tag, stands = sim.add_technician([(*z.centroid, z.id) for z in lay.zones], 5.0, 20.0)
@@ -315,3 +309,21 @@ def test_the_daemon_reports_drift_in_metrics_and_status(tmp_path: Path) -> None:
                 page.wait_for_selector("#rx-table .drift")
                 page.screenshot(path=f"{SHOTS}/web-drift.png", full_page=True)
                 b.close()
+
+
+def test_the_simulator_powers_the_layouts_references_with_their_own_frames() -> None:
+    import orjson
+
+    from positioning.frames import tag_id_from_json
+    from positioning.storesim import beacon_payload
+
+    tags = [
+        REF_A,
+        "altbeacon:a1b2c3d4-0000-4000-8000-5347a7e00001:3:4",
+        "eddystone:5368656c666761746521:00000000002a",
+    ]
+    for tag in tags:
+        line = orjson.loads("{" + beacon_payload(tag) + "}")
+        assert tag_id_from_json(line.get("mfg"), line.get("svc")) == tag
+    with pytest.raises(ValueError, match="mac:"):
+        beacon_payload("mac:AA:BB")
