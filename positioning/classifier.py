@@ -62,6 +62,10 @@ class ClassifierParams:
     # that narrows as decisions add up, never below `offset_floor_db` (orientation, bodies)
     offset_prior_n: float = 5.0
     offset_floor_db: float = 3.0
+    # a receiver that does not hear the tag where the model says it would, by u sigmas above
+    # its sensitivity, costs 0.5 u^2 up to this many sigmas and grows linearly beyond (a body,
+    # goods or a dead receiver silence it too; inf: Gaussian throughout)
+    unheard_tail_sigma: float = 1.0
 
 
 class ZoneClassifier:
@@ -247,19 +251,30 @@ class ZoneClassifier:
         delta = a / (c + prec[:, None])
         ll = -0.5 * (b - delta * a + sm * mean[:, None])
         # receivers that do not hear the tag where the model says they should (censored)
+        p = self.params
         dec, rxu = np.nonzero(~heard)
         if len(dec):
             ex = (delta[dec] + area.headroom[rxu]) * area.inv_sigma[rxu]
             np.maximum(ex, 0.0, out=ex)
-            ex *= ex
+            ex = _huber(ex, p.unheard_tail_sigma)
             first = np.flatnonzero(np.diff(dec, prepend=-1))
-            ll[dec[first]] -= 0.5 * np.add.reduceat(ex, first, axis=0)
+            ll[dec[first]] -= np.add.reduceat(ex, first, axis=0)
         ll += area.logw
         top = ll.argmax(axis=1)
         mx = ll[np.arange(n_dec), top][:, None]
         sums = np.add.reduceat(np.exp(ll - mx), area.starts, axis=1)
         out: FloatArray = np.log(sums) + mx + self._log_prior[area.present]
         return out, delta[np.arange(n_dec), top]
+
+
+def _huber(u: FloatArray, c: float) -> FloatArray:
+    """0.5 u^2 up to `c`, c u - 0.5 c^2 beyond (u >= 0), in place: m (u - m / 2), m = min(u, c)."""
+    m = np.minimum(u, c)
+    m *= 0.5
+    u -= m
+    m *= 2.0
+    u *= m
+    return u
 
 
 @dataclass(frozen=True, slots=True)
