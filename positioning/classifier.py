@@ -9,11 +9,13 @@ filtered levels of the receivers that hear the tag) each point gets a log-likeli
 - heard receivers: Gaussian residuals after removing the tag's unknown transmit offset (phones
   differ by several dB; the offset is estimated per point, shrunk toward 0);
 - receivers that do not hear the tag: the point is penalised where the model says they should
-  hear it well above their sensitivity (a censored observation);
+  hear it well above their sensitivity (a censored observation; quadratic up to
+  `unheard_tail_sigma`, linear beyond: bodies, goods and dead receivers silence them too);
 
 so zones lying between receivers, or outnumbering them, are still told apart by the pattern of
 levels. A zone's likelihood sums its points (uniform prior over the floor); floor outside every
-zone is the class "no zone" (aisles).
+zone is the class "no zone" (aisles). Given a tag's stand memory (`stand.py`), a zone's points
+are weighted by where the tag has been standing in it instead of uniformly.
 
 Over time a per-tag belief filters the decisions, with a hysteresis rule against flapping
 (`belief.py`).

@@ -82,7 +82,8 @@ class StandMemory:
             at = np.minimum(np.searchsorted(prev, idx), len(prev) - 1)
             q[k] = np.where(prev[at] == idx, self.post[slots[k], at], w)
         dt = np.where(was >= 0, np.maximum(t - self.t[slots], 0.0), np.inf)
-        move = (-np.expm1(-dt / tau))[:, None]
+        # (never 0, so no zone's predictive sums to 0, even for two decisions at one time)
+        move = np.maximum(-np.expm1(-dt / tau), 1e-9)[:, None]
         q *= 1.0 - move
         q += move * w
         return q
