@@ -9,6 +9,7 @@ import numpy as np
 from positioning.classifier import ZoneClassifier
 from positioning.pathloss import predicted_rssi
 from positioning.stand import StandMemory
+from positioning.tracker import TrackerParams, ZoneTracker
 
 from .test_classifier import LAYOUT, MODEL, PARAMS
 
@@ -60,3 +61,29 @@ def test_a_new_tag_and_a_cleared_slot_are_scored_afresh() -> None:
         decide(clf, mem, a, float(t))
     mem.clear(0)
     np.testing.assert_allclose(decide(clf, mem, b, 40.0), expect, rtol=1e-9)
+
+
+def test_the_tracker_starts_a_new_tag_and_a_lost_one_without_a_stand() -> None:
+    # (the tracker's side of stand.py: a reused slot, or a tag lost and heard again, must not
+    # inherit where the slot's last tag stood)
+    from .test_tag_offset import LAYOUT as ROOMS
+    from .test_tag_offset import MODEL as ROOMS_MODEL
+    from .test_tag_offset import stand
+
+    def first_decision(trk: ZoneTracker, tag: str, t: float) -> np.ndarray:
+        trk.observe_sightings([(tag, i, v, t) for i, v in enumerate((-62.0, -75.0, -75.0, -80.0))])
+        slot = trk._tags[tag].slot
+        return trk._stand.post[slot, : len(trk.classifier._zone_idx[trk._stand.area[slot]])]
+
+    expect = first_decision(ZoneTracker(ROOMS, ROOMS_MODEL), "ibeacon:new:1:3", 100.0)
+    trk = ZoneTracker(ROOMS, ROOMS_MODEL, TrackerParams(max_tags=1))
+    stand(trk, "ibeacon:first:1:1", 11.0, 10.0, 0.0, 0.0)
+    slot = trk._tags["ibeacon:first:1:1"].slot
+    got = first_decision(trk, "ibeacon:new:1:3", 100.0)
+    assert trk._tags["ibeacon:new:1:3"].slot == slot  # the evicted tag's slot, reused
+    np.testing.assert_allclose(got, expect, rtol=1e-6)
+    # the same tag lost (its phone's offset is kept: compare the memory, not the decision)
+    stand(trk, "ibeacon:new:1:3", 11.0, 10.0, 0.0, 110.0)
+    assert trk._stand.area[slot] >= 0
+    trk.tick(200.0)
+    assert trk._stand.area[slot] == -1
