@@ -23,6 +23,7 @@ import numpy as np
 from positioning.classifier import ZoneClassifier
 from positioning.layout import Layout, Receiver, Zone
 from positioning.pathloss import RadioModel, predicted_rssi
+from positioning.stand import StandMemory
 
 TITLES = {
     "current": "the issue's store, shelves declared, 3 in 4 lines without a beacon frame",
@@ -125,9 +126,19 @@ def decision_cost(
     xs, ys = rng.uniform(x0, x1, n), rng.uniform(y0, y1, n)
     lv = predicted_rssi(model, layout, xs, ys) + rng.normal(0, 4, (n, len(layout.receivers)))
     heard = lv > -92.0
-    clf.log_likelihood_batch(heard[:per_s], lv[:per_s])  # warm
+    # as the tracker calls it: each shopper's offset prior and its stand memory (every
+    # decision at a new random spot, so the memory moves between areas as often as it can)
+    memory, slots = StandMemory(), np.arange(per_s)
+    mean, prec = np.zeros(per_s), np.full(per_s, clf.shrink)
+
+    def second(k: int) -> None:
+        at = np.full(per_s, float(k // per_s))
+        sl = slice(k, k + per_s)
+        clf.log_likelihood_offsets(heard[sl], lv[sl], mean, prec, (memory, slots, at))
+
+    second(0)  # warm
     t = time.process_time()
     for k in range(0, n, per_s):
-        clf.log_likelihood_batch(heard[k : k + per_s], lv[k : k + per_s])
+        second(k)
     us = (time.process_time() - t) / n * 1e6
     return us, len(clf.xs), len(layout.receivers), clf.nbytes / 1e6

@@ -9,11 +9,13 @@ filtered levels of the receivers that hear the tag) each point gets a log-likeli
 - heard receivers: Gaussian residuals after removing the tag's unknown transmit offset (phones
   differ by several dB; the offset is estimated per point, shrunk toward 0);
 - receivers that do not hear the tag: the point is penalised where the model says they should
-  hear it well above their sensitivity (a censored observation);
+  hear it well above their sensitivity (a censored observation; quadratic up to
+  `unheard_tail_sigma`, linear beyond: bodies, goods and dead receivers silence them too);
 
 so zones lying between receivers, or outnumbering them, are still told apart by the pattern of
 levels. A zone's likelihood sums its points (uniform prior over the floor); floor outside every
-zone is the class "no zone" (aisles).
+zone is the class "no zone" (aisles). Given a tag's stand memory (`stand.py`), a zone's points
+are weighted by where the tag has been standing in it instead of uniformly.
 
 Over time a per-tag belief filters the decisions, with a hysteresis rule against flapping
 (`belief.py`).
@@ -29,6 +31,7 @@ import numpy.typing as npt
 
 from .layout import FloatArray, Layout, points_in_polygon
 from .pathloss import RadioModel, predicted_rssi
+from .stand import IntArray, StandMemory
 
 BoolArray = npt.NDArray[np.bool_]
 F32Array = npt.NDArray[np.float32]
@@ -56,12 +59,19 @@ class ClassifierParams:
     confirm_s: float = 2.0
     sigma_floor_db: float = 3.0
     extra_sigma_db: float = 3.0  # body loss and orientation, which a calibration stand averages out
-    aisle_prior: float = 0.18  # prior probability of "no zone", whatever the aisles' area
+    aisle_prior: float = 0.3  # prior probability of "no zone", whatever the aisles' area
     # a phone's transmit offset is its own for good: learnt per tag from its decisions (their
     # mean, shrunk toward 0 as if `offset_prior_n` decisions had said 0), with an uncertainty
     # that narrows as decisions add up, never below `offset_floor_db` (orientation, bodies)
     offset_prior_n: float = 5.0
     offset_floor_db: float = 3.0
+    # a receiver that does not hear the tag where the model says it would, by u sigmas above
+    # its sensitivity, costs 0.5 u^2 up to this many sigmas and grows linearly beyond (a body,
+    # goods or a dead receiver silence it too; inf: Gaussian throughout)
+    unheard_tail_sigma: float = 1.0
+    # in a zone a tag stands where it stood (stand.py): it steps to a fresh point of its zone
+    # at this mean interval (0: every decision scores the zone's points afresh)
+    stand_memory_s: float = 60.0
 
 
 class ZoneClassifier:
@@ -112,6 +122,7 @@ class ZoneClassifier:
             self._log_prior = np.log(prior)
         self._rx_offset = np.array([model.for_receiver(r.id).offset_db for r in layout.receivers])
         self._areas = [self._area_of(a, rx, p) for a in range(len(layout.receivers))]
+        self._zone_idx = [a.idx[: a.n_zone_points] for a in self._areas]
 
     def _area_of(self, a: int, rx: FloatArray, p: ClassifierParams) -> _Area:
         """The candidate points near receiver `a` and the receivers that matter there, with
@@ -142,11 +153,17 @@ class ZoneClassifier:
         cls = self.cls[idx]  # sorted: points are ordered by class
         # (not np.unique: its first call imports numpy.ma, ~0.1 s of every start-up)
         present = cls[np.flatnonzero(np.diff(cls, prepend=-1))]
+        n_zones = int((present < len(self.layout.zones)).sum())
+        starts = np.searchsorted(cls, present)
         return _Area(
             idx,
             local,
             present,
-            np.searchsorted(cls, present),
+            starts,
+            n_zones,
+            nzp := int(starts[n_zones]) if n_zones < len(present) else len(idx),
+            np.diff(np.append(starts[:n_zones], nzp)),
+            np.exp(self.logw[idx[:nzp]]),
             # float32: half the memory (dB-scale sums lose nothing that matters)
             np.ascontiguousarray(wt.reshape(len(idx), -1).T, dtype=np.float32),
             np.ascontiguousarray(headroom.T, dtype=np.float32),
@@ -176,14 +193,21 @@ class ZoneClassifier:
         return self.log_likelihood_offsets(heard, levels, np.zeros(n), np.full(n, self.shrink))[0]
 
     def log_likelihood_offsets(
-        self, heard: BoolArray, levels: FloatArray, offset_mean: FloatArray, offset_prec: FloatArray
+        self,
+        heard: BoolArray,
+        levels: FloatArray,
+        offset_mean: FloatArray,
+        offset_prec: FloatArray,
+        memory: tuple[StandMemory, IntArray, FloatArray] | None = None,
     ) -> tuple[FloatArray, FloatArray]:
         """As `log_likelihood_batch`, with each decision's prior on the tag's transmit offset
         (mean dB, precision 1/dB^2); also returns each decision's offset estimate (at its most
         likely floor point; 0 for the baseline)."""
         if self.method == "nearest":
             return self._nearest(heard, levels), np.zeros(len(levels))
-        return self._model(heard, levels, offset_mean, offset_prec)
+        if self.params.stand_memory_s <= 0:
+            memory = None
+        return self._model(heard, levels, offset_mean, offset_prec, memory)
 
     def _nearest(self, heard: BoolArray, levels: FloatArray) -> FloatArray:
         """Baseline: the zone under the strongest receiver (its own zone, or none)."""
@@ -193,7 +217,12 @@ class ZoneClassifier:
         return out
 
     def _model(
-        self, heard: BoolArray, levels: FloatArray, mean: FloatArray, prec: FloatArray
+        self,
+        heard: BoolArray,
+        levels: FloatArray,
+        mean: FloatArray,
+        prec: FloatArray,
+        memory: tuple[StandMemory, IntArray, FloatArray] | None = None,
     ) -> tuple[FloatArray, FloatArray]:
         """Decisions grouped by their loudest receiver; each group scores only that receiver's
         candidate area (`_Area`) with its local receivers, so the cost of a decision depends on
@@ -206,11 +235,25 @@ class ZoneClassifier:
         bounds = np.flatnonzero(np.diff(anchor[order], prepend=-1, append=-2))
         for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
             rows = order[lo:hi]
-            area = self._areas[int(anchor[rows[0]])]
+            a = int(anchor[rows[0]])
+            area = self._areas[a]
             h = heard[rows][:, area.local]
-            out[np.ix_(rows, area.present)], offsets[rows] = self._score(
-                area, h, levels[rows][:, area.local], mean[rows], prec[rows]
+            prior = None
+            if memory is not None:
+                mem, slots, ts = memory
+                prior = mem.predictive(
+                    slots[rows],
+                    ts[rows],
+                    a,
+                    self._zone_idx,
+                    area.w_zone,
+                    self.params.stand_memory_s,
+                )
+            out[np.ix_(rows, area.present)], offsets[rows], post = self._score(
+                area, h, levels[rows][:, area.local], mean[rows], prec[rows], prior
             )
+            if memory is not None and post is not None:
+                mem.store(slots[rows], ts[rows], a, post)
         return out, offsets
 
     def _score(
@@ -220,7 +263,8 @@ class ZoneClassifier:
         levels: FloatArray,
         mean: FloatArray,
         prec: FloatArray,
-    ) -> tuple[FloatArray, FloatArray]:
+        prior: FloatArray | None = None,
+    ) -> tuple[FloatArray, FloatArray, FloatArray | None]:
         """Per class present in `area`, the log-likelihood of each decision. For each point, with
         residuals d = z - pred over the heard receivers and weights iv:
         offset = (sum(iv d) + s m) / (sum(iv) + s) with the offset's prior mean m and precision
@@ -247,19 +291,51 @@ class ZoneClassifier:
         delta = a / (c + prec[:, None])
         ll = -0.5 * (b - delta * a + sm * mean[:, None])
         # receivers that do not hear the tag where the model says they should (censored)
+        p = self.params
         dec, rxu = np.nonzero(~heard)
         if len(dec):
             ex = (delta[dec] + area.headroom[rxu]) * area.inv_sigma[rxu]
             np.maximum(ex, 0.0, out=ex)
-            ex *= ex
+            ex = _huber(ex, p.unheard_tail_sigma)
             first = np.flatnonzero(np.diff(dec, prepend=-1))
-            ll[dec[first]] -= 0.5 * np.add.reduceat(ex, first, axis=0)
+            ll[dec[first]] -= np.add.reduceat(ex, first, axis=0)
+        post = None
+        if prior is not None:
+            # zones (stand.py): this decision's likelihood times the predictive from the tag's
+            # stand so far; a zone's evidence is its normaliser, the new posterior the product
+            # over it. "No zone" (people walk through aisles) is scored afresh.
+            nz = area.n_zone_points
+            zs = area.starts[: area.n_zones]
+            lz = ll[:, :nz]
+            zm = lz.max(axis=1, keepdims=True) if nz else np.zeros((n_dec, 1))
+            px = prior * np.exp(lz - zm)
+            sums = np.add.reduceat(px, zs, axis=1)
+            # (the predictive is >= move x the prior: its sums never vanish)
+            with np.errstate(divide="ignore"):
+                stand = np.log(sums) + zm - np.log(np.add.reduceat(prior, zs, axis=1))
+            # a zone far below the best one (its sum underflowed): its posterior is 0, so its
+            # next predictive is its prior (a fresh start)
+            post = px / np.repeat(np.where(sums > 0, sums, 1.0), area.zone_sizes, axis=1)
         ll += area.logw
         top = ll.argmax(axis=1)
         mx = ll[np.arange(n_dec), top][:, None]
         sums = np.add.reduceat(np.exp(ll - mx), area.starts, axis=1)
-        out: FloatArray = np.log(sums) + mx + self._log_prior[area.present]
-        return out, delta[np.arange(n_dec), top]
+        with np.errstate(divide="ignore"):
+            out: FloatArray = np.log(sums) + mx
+        if post is not None:
+            out[:, : area.n_zones] = stand
+        out += self._log_prior[area.present]
+        return out, delta[np.arange(n_dec), top], post
+
+
+def _huber(u: FloatArray, c: float) -> FloatArray:
+    """0.5 u^2 up to `c`, c u - 0.5 c^2 beyond (u >= 0), in place: m (u - m / 2), m = min(u, c)."""
+    m = np.minimum(u, c)
+    m *= 0.5
+    u -= m
+    m *= 2.0
+    u *= m
+    return u
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,6 +344,10 @@ class _Area:
     local: npt.NDArray[np.int64]  # receivers scored there
     present: npt.NDArray[np.int64]  # classes with candidate points
     starts: npt.NDArray[np.int64]  # first candidate of each present class
+    n_zones: int  # present classes that are zones (the first ones; "no zone" is last)
+    n_zone_points: int  # candidates in zones (the first ones)
+    zone_sizes: npt.NDArray[np.int64]  # candidates per present zone
+    w_zone: FloatArray  # prior weight of each zone candidate within its zone
     wt: F32Array  # (local x 3) x candidates: [iv, iv*pred, iv*pred^2]
     headroom: F32Array  # local x candidates: predicted level above sensitivity
     inv_sigma: F32Array  # local x candidates

@@ -30,6 +30,7 @@ from .kalman import FloatArray, IntArray, KalmanParams, StreamBank, occurrence_r
 from .layout import Layout
 from .pathloss import RadioModel
 from .position_kalman import PositionFilter, PositionParams
+from .stand import StandMemory
 from .types import DwellEvent, TagId, ZoneSegment
 
 FLICKER_S = 0.5  # UWB: a return to the current zone shorter than this does not cancel a change
@@ -106,6 +107,7 @@ class ZoneTracker:
         self._tags: dict[TagId, _Tag] = {}
         self._bank = StreamBank(self.n_rx)
         self._beliefs = Beliefs(self.classifier.n_classes, lag=self.params.classifier.smoothing_lag)
+        self._stand = StandMemory()
         self._free: list[int] = []  # slots of dropped tags, reused first
         self._tags_by_slot: list[_Tag | None] = []  # None: a free slot
         self._rx_range = np.arange(self.n_rx)[:, None]
@@ -212,7 +214,9 @@ class ZoneTracker:
         for r in range(int(rank.max(initial=-1)) + 1):
             sel = np.flatnonzero(rank == r)
             mean, prec = self._beliefs.offset_prior(slots[sel], sigma, p)
-            ll, off = self.classifier.log_likelihood_offsets(heard[sel], lv[sel], mean, prec)
+            ll, off = self.classifier.log_likelihood_offsets(
+                heard[sel], lv[sel], mean, prec, (self._stand, slots[sel], at[sel])
+            )
             self._beliefs.add_offsets(slots[sel], off)
             change[sel], best[sel], since[sel] = self._beliefs.update(slots[sel], ll, at[sel], p)
         # zone changes and timelines, in sighting order
@@ -267,6 +271,7 @@ class ZoneTracker:
             if not st.lost and t - st.last_heard > p.lost_after_s:
                 st.lost = True
                 self._beliefs.reset(st.slot, st.last_heard)
+                self._stand.clear(st.slot)
                 st.uwb_zone = None
                 self._zone_changed(tag, st, None, st.last_heard)
             if t - st.last_heard > p.tag_expiry_s:
@@ -322,6 +327,7 @@ class ZoneTracker:
             self._beliefs.grow(slot + 1)
             self._tags_by_slot.append(None)
         self._beliefs.clear(slot)
+        self._stand.clear(slot)
         st = _Tag(tag, slot)
         self._tags_by_slot[slot] = st
         self._tags[tag] = st

@@ -86,6 +86,31 @@ def test_unheard_receiver_is_evidence() -> None:
     assert ll[clf.zone_ids.index("z2")] < ll[clf.zone_ids.index("z1")] - 5
 
 
+# a row of four zones, a receiver over the middle of each
+ROW = Layout(
+    "row",
+    "UTC",
+    tuple(Receiver(f"r{i}", 3.0 + 6 * i, 2.0, 3.0) for i in range(4)),
+    tuple(rect(f"z{i}", 6 * i + 0.5, 0, 6 * i + 5.5, 4) for i in range(4)),
+    width=24.0,
+    depth=4.0,
+)
+
+
+def test_a_silent_receiver_does_not_outweigh_the_heard_ones() -> None:
+    # the tag stands under r1, which hears nothing (a body between, or r1 is dead); r0, r2, r3
+    # hear it exactly as the model says: the zone is still z1. A Gaussian penalty on the
+    # silence (0.5 u^2 at ~12 sigmas) would send it to z2.
+    clf = ZoneClassifier(ROW, MODEL, PARAMS)
+    lv = predicted_rssi(MODEL, ROW, np.array([9.0]), np.array([2.0]))[0]
+    ll = clf.log_likelihood([0, 2, 3], [float(lv[i]) for i in (0, 2, 3)])
+    assert clf.zone_ids[int(np.argmax(ll))] == "z1"
+    # still evidence: the same levels with r1 heard where the model says are surer of z1
+    full = clf.log_likelihood([0, 1, 2, 3], lv.tolist())
+    z1 = clf.zone_ids.index("z1")
+    assert full[z1] - np.delete(full, z1).max() > ll[z1] - np.delete(ll, z1).max()
+
+
 class OneTag:
     """One tag's row of Beliefs, fed one decision at a time."""
 
