@@ -129,6 +129,51 @@ def test_parallel_reader_reports_a_missing_file(tmp_path: Path) -> None:
         )
 
 
+def test_parsers_started_before_the_pipeline_replay_what_one_process_replays(
+    trace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`replay` starts its parsers before it builds the pipeline: the same events and timeline
+    as parsing in the replaying process; readers started for other receivers or another resolver
+    are refused; leaving the `with` ends the parser processes."""
+    import multiprocessing as mp
+
+    from gateway.assembly import build_identity, build_pipeline
+    from gateway.config import load_config
+    from gateway.trace_replay import replay_trace
+
+    monkeypatch.setattr(trace_workers, "MIN_BYTES_PER_WORKER", 1)
+    monkeypatch.setattr(trace_workers, "BLOCK", 1 << 16)
+    cfg, layout = load_config(None), load_layout(LAYOUT)
+
+    def pipeline(resolver: TagResolver | None = None) -> object:
+        ident = build_identity(cfg, layout, raw_ids=True)
+        return build_pipeline(
+            cfg, layout, None, identity=ident, record_segments=True, resolver=resolver
+        )
+
+    def replay(readers: trace_workers.TraceReaders | None, pl: object) -> tuple[bytes, bytes]:
+        ev, tl = io.BytesIO(), io.BytesIO()
+        replay_trace(str(trace), pl, ev, tl, workers=1, readers=readers)  # type: ignore[arg-type]
+        # event ids are random per run (no configured secret): everything else must agree
+        return b"".join(ln.split(b'"type"')[1] for ln in ev.getvalue().splitlines()), tl.getvalue()
+
+    ref = replay(None, pipeline())
+    assert ref[0] and ref[1]
+    resolver = TagResolver()
+    with trace_workers.TraceReaders(trace, layout.receiver_index(), resolver, workers=2) as rd:
+        assert len(mp.active_children()) == 2  # parsing while the pipeline is built
+        got = replay(rd, pipeline(resolver))
+    assert got == ref
+    assert not mp.active_children()
+    with trace_workers.TraceReaders(trace, layout.receiver_index(), TagResolver(), 2) as rd:
+        with pytest.raises(ValueError, match="another pipeline"):
+            replay(rd, pipeline(resolver))
+        with pytest.raises(ValueError, match="another pipeline"):
+            other = trace_workers.TraceReaders(trace, {"rx01": 0}, resolver, workers=1)
+            replay(other, pipeline(resolver))
+    assert not mp.active_children()
+
+
 def test_tag_memory_is_bounded_and_slots_are_reused() -> None:
     """At max_tags the least recently heard tag is dropped (its stay closed) and its filter
     slot goes to the newcomer, which starts from a clean filter."""
