@@ -207,9 +207,9 @@ class ZoneClassifier:
         for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
             rows = order[lo:hi]
             area = self._areas[int(anchor[rows[0]])]
-            h = heard[rows][:, area.local]
-            out[np.ix_(rows, area.present)], offsets[rows] = self._score(
-                area, h, levels[rows][:, area.local], mean[rows], prec[rows]
+            cols = rows[:, None]
+            out[cols, area.present], offsets[rows] = self._score(
+                area, heard[cols, area.local], levels[cols, area.local], mean[rows], prec[rows]
             )
         return out, offsets
 
@@ -230,36 +230,61 @@ class ZoneClassifier:
         with the decisions' [mask, z, z^2] columns: one BLAS call per group of decisions.
         """
         n_dec, n_rx = heard.shape
-        m = heard.astype(float)
         z = np.where(heard, levels, 0.0)
-        v = np.zeros((3, n_dec, n_rx, 3))
-        v[0, :, :, 0] = m
+        # built in float32 directly: each value is rounded once, as a float64 copy cast would be
+        v = np.zeros((3, n_dec, n_rx, 3), dtype=np.float32)
+        v[0, :, :, 0] = heard
         v[1, :, :, 0] = z
-        v[1, :, :, 1] = -m
+        v[1, :, :, 1] = heard
+        np.negative(v[1, :, :, 1], out=v[1, :, :, 1])
         v[2, :, :, 0] = z * z
         v[2, :, :, 1] = -2.0 * z
-        v[2, :, :, 2] = m
+        v[2, :, :, 2] = heard
         n_pts = len(area.idx)
-        prod = v.reshape(3 * n_dec, 3 * n_rx).astype(np.float32) @ area.wt
+        prod = v.reshape(3 * n_dec, 3 * n_rx) @ area.wt
         c, a, b = prod.astype(np.float64).reshape(3, n_dec, n_pts)
+        # in place, operation for operation the formula of the docstring (a few small arrays
+        # per group of decisions: their allocation was a good part of the cost)
         sm = (prec * mean)[:, None]
         a += sm
-        delta = a / (c + prec[:, None])
-        ll = -0.5 * (b - delta * a + sm * mean[:, None])
+        c += prec[:, None]
+        delta = a / c
+        a *= delta
+        b -= a
+        b += sm * mean[:, None]
+        ll = b
+        ll *= -0.5
         # receivers that do not hear the tag where the model says they should (censored)
         dec, rxu = np.nonzero(~heard)
         if len(dec):
-            ex = (delta[dec] + area.headroom[rxu]) * area.inv_sigma[rxu]
+            ex = delta[dec]
+            ex += area.headroom[rxu]
+            ex *= area.inv_sigma[rxu]
             np.maximum(ex, 0.0, out=ex)
             ex *= ex
-            first = np.flatnonzero(np.diff(dec, prepend=-1))
-            ll[dec[first]] -= 0.5 * np.add.reduceat(ex, first, axis=0)
+            first = _group_starts(dec)
+            pen = np.add.reduceat(ex, first, axis=0)
+            pen *= 0.5
+            ll[dec[first]] -= pen
         ll += area.logw
         top = ll.argmax(axis=1)
-        mx = ll[np.arange(n_dec), top][:, None]
-        sums = np.add.reduceat(np.exp(ll - mx), area.starts, axis=1)
-        out: FloatArray = np.log(sums) + mx + self._log_prior[area.present]
-        return out, delta[np.arange(n_dec), top]
+        rows = np.arange(n_dec)
+        mx = ll[rows, top][:, None]
+        ll -= mx
+        np.exp(ll, out=ll)
+        out: FloatArray = np.log(np.add.reduceat(ll, area.starts, axis=1))
+        out += mx
+        out += self._log_prior[area.present]
+        return out, delta[rows, top]
+
+
+def _group_starts(keys: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """Where each run of equal `keys` starts (`np.flatnonzero(np.diff(keys, prepend=...))`
+    without np.diff's Python overhead: this runs once per group of decisions)."""
+    new = np.empty(len(keys), dtype=bool)
+    new[:1] = True
+    np.not_equal(keys[1:], keys[:-1], out=new[1:])
+    return np.flatnonzero(new)
 
 
 @dataclass(frozen=True, slots=True)
