@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from drivers.trace import parallel as trace_workers
 from drivers.trace.parallel import read_blocks_parallel
@@ -209,3 +211,35 @@ def test_eviction_drops_the_least_recently_heard_tag() -> None:
     for k, tag in enumerate(["a", "b", "c", "a", "d"]):  # a is heard again before d arrives
         trk.observe_sightings([(f"ibeacon:x:1:{tag}", 0, -60.0, float(k))])
     assert sorted(trk._tags) == ["ibeacon:x:1:a", "ibeacon:x:1:c", "ibeacon:x:1:d"]
+
+
+_ALPHABET = b"0215beacfBEACF:\n{}\x10\x12\x15 Aa"
+
+
+@given(
+    st.binary(max_size=300).map(lambda b: bytes(_ALPHABET[c % len(_ALPHABET)] for c in b)),
+    st.lists(
+        st.binary(min_size=1, max_size=8).map(
+            lambda b: bytes(_ALPHABET[c % len(_ALPHABET)] for c in b)
+        ),
+        max_size=3,
+    ),
+)
+@settings(max_examples=300, deadline=None)
+def test_needle_search_finds_what_a_regex_on_the_lower_cased_block_finds(
+    buf: bytes, extra: list[bytes]
+) -> None:
+    """Every start of a frame marker or registered address, whatever its case, as `re` finds it
+    in `buf.lower()` (overlapping occurrences too); control bytes that only look like digits
+    once their case bit is set (0x10 -> '0') are not matches."""
+    from drivers.trace.reader import FRAME_MARKERS, NeedleSearch
+
+    needles = [*FRAME_MARKERS, *extra]
+    low = buf.lower()
+
+    def want(end: int) -> set[int]:
+        return {i for n in needles for i in range(end - len(n) + 1) if low.startswith(n.lower(), i)}
+
+    search = NeedleSearch(needles)
+    for end in (len(buf), len(buf) // 2, 3):  # occurrences that end at or before `end`
+        assert set(search.starts(buf, min(end, len(buf))).tolist()) == want(min(end, len(buf)))
