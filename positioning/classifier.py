@@ -29,6 +29,7 @@ import numpy.typing as npt
 
 from .layout import FloatArray, Layout, points_in_polygon
 from .pathloss import RadioModel, predicted_rssi
+from .runs import run_starts
 
 BoolArray = npt.NDArray[np.bool_]
 F32Array = npt.NDArray[np.float32]
@@ -203,7 +204,7 @@ class ZoneClassifier:
         # the anchor: the receiver the tag is nearest to by the model (level above its gain)
         anchor = np.where(heard, levels - self._rx_offset, -np.inf).argmax(axis=1)
         order = np.argsort(anchor, kind="stable")
-        bounds = np.flatnonzero(np.diff(anchor[order], prepend=-1, append=-2))
+        bounds = np.append(run_starts(anchor[order]), len(anchor))
         for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
             rows = order[lo:hi]
             area = self._areas[int(anchor[rows[0]])]
@@ -262,7 +263,7 @@ class ZoneClassifier:
             ex *= area.inv_sigma[rxu]
             np.maximum(ex, 0.0, out=ex)
             ex *= ex
-            first = _group_starts(dec)
+            first = run_starts(dec)
             pen = np.add.reduceat(ex, first, axis=0)
             pen *= 0.5
             ll[dec[first]] -= pen
@@ -276,15 +277,6 @@ class ZoneClassifier:
         out += mx
         out += self._log_prior[area.present]
         return out, delta[rows, top]
-
-
-def _group_starts(keys: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-    """Where each run of equal `keys` starts (`np.flatnonzero(np.diff(keys, prepend=...))`
-    without np.diff's Python overhead: this runs once per group of decisions)."""
-    new = np.empty(len(keys), dtype=bool)
-    new[:1] = True
-    np.not_equal(keys[1:], keys[:-1], out=new[1:])
-    return np.flatnonzero(new)
 
 
 @dataclass(frozen=True, slots=True)
