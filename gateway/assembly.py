@@ -1,4 +1,8 @@
-"""Building the pipeline (tracker, tag resolver, identity) from layout, calibration and config."""
+"""Building the pipeline (tracker, tag resolver, identity) from layout, calibration and config.
+
+The pipeline's modules (tracker, classifier, ...) are imported where the pipeline is built, not
+with this module: `replay` loads the calibration and the identity first, starts its trace
+parsers, and imports them while the parsers read the first blocks."""
 
 from __future__ import annotations
 
@@ -7,20 +11,21 @@ import logging
 import os
 import secrets
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from positioning.classifier import ClassifierParams
-from positioning.dwell import DwellParams
 from positioning.errors import InputError
-from positioning.kalman import KalmanParams
 from positioning.layout import Layout
 from positioning.pathloss import RadioModel
 from positioning.tags import TagResolver
-from positioning.tracker import TrackerParams, ZoneTracker
 
-from .clock import Clock
 from .config import GatewayConfig
 from .events import Identity
-from .pipeline import Pipeline
+
+if TYPE_CHECKING:
+    from positioning.tracker import TrackerParams
+
+    from .clock import Clock
+    from .pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +51,11 @@ def load_calibration(path: str | Path) -> RadioModel:
 
 
 def tracker_params(cfg: GatewayConfig, min_dwell_s: float | None = None) -> TrackerParams:
+    from positioning.classifier import ClassifierParams
+    from positioning.dwell import DwellParams
+    from positioning.kalman import KalmanParams
+    from positioning.tracker import TrackerParams
+
     p = cfg.pipeline
     return TrackerParams(
         kalman=KalmanParams(),
@@ -111,7 +121,17 @@ def build_pipeline(
     min_dwell_s: float | None = None,
     record_segments: bool = False,
     method: str = "model",
+    resolver: TagResolver | None = None,
 ) -> Pipeline:
+    """`resolver`: one made already by `build_resolver` (replay's parsers resolve with it)."""
+    from positioning.tracker import ZoneTracker
+
+    from .pipeline import Pipeline
+
     tracker = ZoneTracker(layout, model, tracker_params(cfg, min_dwell_s), record_segments, method)
-    resolver = TagResolver(cfg.pipeline.registered_addresses)
+    resolver = build_resolver(cfg) if resolver is None else resolver
     return Pipeline(tracker, resolver, identity or build_identity(cfg, layout), clock)
+
+
+def build_resolver(cfg: GatewayConfig) -> TagResolver:
+    return TagResolver(cfg.pipeline.registered_addresses)

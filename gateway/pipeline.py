@@ -59,8 +59,8 @@ def _canonical(
             return None
     elif (d >= 0).all() and (np.diff(rx)[ties] >= 0).all():
         return None
-    order = np.lexsort((rx, t))
-    return [int(i) for i in order.tolist()]
+    order: list[int] = np.lexsort((rx, t)).tolist()
+    return order
 
 
 class LiveTap(Protocol):
@@ -156,7 +156,7 @@ class Pipeline:
         order = _canonical(blk.rx, blk.t)
         if order is None:
             return self._observe(blk.tags, blk.rx, blk.rssi, blk.t)
-        tags = [blk.tags[i] for i in order]
+        tags = list(map(blk.tags.__getitem__, order))
         return self._observe(tags, blk.rx[order], blk.rssi[order], blk.t[order])
 
     def _observe(

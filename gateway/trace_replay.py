@@ -10,7 +10,7 @@ from typing import IO, Any
 
 import orjson
 
-from drivers.trace.parallel import read_blocks_parallel
+from drivers.trace.parallel import TraceReaders
 from drivers.trace.reader import TraceStats
 from positioning.types import ZoneSegment
 
@@ -33,9 +33,18 @@ def replay_trace(
     timeline_out: IO[bytes] | None = None,
     workers: int | None = None,
     progress: Callable[[float, int], None] | None = None,
+    readers: TraceReaders | None = None,
 ) -> ReplaySummary:
     """The trace through `pipeline`; events written numbered in order, as the daemon would.
-    `progress(t, n)`: after each block, the trace time reached and the block's sightings."""
+    `progress(t, n)`: after each block, the trace time reached and the block's sightings.
+    `readers`: the trace's parsers, already started (for the pipeline's receivers and resolver);
+    else they are started here with `workers`, and ended before returning."""
+    tracker = pipeline.tracker
+    if readers is None:
+        with TraceReaders(trace, tracker.rx_index, pipeline.resolver, workers) as own:
+            return replay_trace(trace, pipeline, events_out, timeline_out, None, progress, own)
+    if readers.rx_index != tracker.rx_index or readers.resolver is not pipeline.resolver:
+        raise ValueError("the trace's readers were started for another pipeline")
     gc.freeze()  # the layout, model and imports: long-lived, never worth rescanning
     stats = TraceStats()
     seq = dwells = 0
@@ -57,8 +66,7 @@ def replay_trace(
             if segs:
                 timeline_out.write(b"".join(orjson.dumps(_seg(ident, s)) + b"\n" for s in segs))
 
-    tracker = pipeline.tracker
-    for blk in read_blocks_parallel(trace, tracker.rx_index, stats, pipeline.resolver, workers):
+    for blk in readers.blocks(stats):
         write(pipeline.feed_block(blk))
         if progress is not None and len(blk):
             progress(float(blk.t[-1]), len(blk))

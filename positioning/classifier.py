@@ -31,6 +31,7 @@ import numpy.typing as npt
 
 from .layout import FloatArray, Layout, points_in_polygon
 from .pathloss import RadioModel, predicted_rssi
+from .runs import run_starts
 from .stand import IntArray, StandMemory
 
 BoolArray = npt.NDArray[np.bool_]
@@ -232,12 +233,12 @@ class ZoneClassifier:
         # the anchor: the receiver the tag is nearest to by the model (level above its gain)
         anchor = np.where(heard, levels - self._rx_offset, -np.inf).argmax(axis=1)
         order = np.argsort(anchor, kind="stable")
-        bounds = np.flatnonzero(np.diff(anchor[order], prepend=-1, append=-2))
+        bounds = np.append(run_starts(anchor[order]), len(anchor))
         for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
             rows = order[lo:hi]
             a = int(anchor[rows[0]])
             area = self._areas[a]
-            h = heard[rows][:, area.local]
+            cols = rows[:, None]
             prior = None
             if memory is not None:
                 mem, slots, ts = memory
@@ -249,8 +250,13 @@ class ZoneClassifier:
                     area.w_zone,
                     self.params.stand_memory_s,
                 )
-            out[np.ix_(rows, area.present)], offsets[rows], post = self._score(
-                area, h, levels[rows][:, area.local], mean[rows], prec[rows], prior
+            out[cols, area.present], offsets[rows], post = self._score(
+                area,
+                heard[cols, area.local],
+                levels[cols, area.local],
+                mean[rows],
+                prec[rows],
+                prior,
             )
             if memory is not None and post is not None:
                 mem.store(slots[rows], ts[rows], a, post)
@@ -274,30 +280,40 @@ class ZoneClassifier:
         with the decisions' [mask, z, z^2] columns: one BLAS call per group of decisions.
         """
         n_dec, n_rx = heard.shape
-        m = heard.astype(float)
         z = np.where(heard, levels, 0.0)
-        v = np.zeros((3, n_dec, n_rx, 3))
-        v[0, :, :, 0] = m
+        # built in float32 directly: each value is rounded once, as a float64 copy cast would be
+        v = np.zeros((3, n_dec, n_rx, 3), dtype=np.float32)
+        v[0, :, :, 0] = heard
         v[1, :, :, 0] = z
-        v[1, :, :, 1] = -m
+        v[1, :, :, 1] = heard
+        np.negative(v[1, :, :, 1], out=v[1, :, :, 1])
         v[2, :, :, 0] = z * z
         v[2, :, :, 1] = -2.0 * z
-        v[2, :, :, 2] = m
+        v[2, :, :, 2] = heard
         n_pts = len(area.idx)
-        prod = v.reshape(3 * n_dec, 3 * n_rx).astype(np.float32) @ area.wt
+        prod = v.reshape(3 * n_dec, 3 * n_rx) @ area.wt
         c, a, b = prod.astype(np.float64).reshape(3, n_dec, n_pts)
+        # in place, operation for operation the formula of the docstring (a few small arrays
+        # per group of decisions: their allocation was a good part of the cost)
         sm = (prec * mean)[:, None]
         a += sm
-        delta = a / (c + prec[:, None])
-        ll = -0.5 * (b - delta * a + sm * mean[:, None])
+        c += prec[:, None]
+        delta = a / c
+        a *= delta
+        b -= a
+        b += sm * mean[:, None]
+        ll = b
+        ll *= -0.5
         # receivers that do not hear the tag where the model says they should (censored)
         p = self.params
         dec, rxu = np.nonzero(~heard)
         if len(dec):
-            ex = (delta[dec] + area.headroom[rxu]) * area.inv_sigma[rxu]
+            ex = delta[dec]
+            ex += area.headroom[rxu]
+            ex *= area.inv_sigma[rxu]
             np.maximum(ex, 0.0, out=ex)
             ex = _huber(ex, p.unheard_tail_sigma)
-            first = np.flatnonzero(np.diff(dec, prepend=-1))
+            first = run_starts(dec)
             ll[dec[first]] -= np.add.reduceat(ex, first, axis=0)
         post = None
         if prior is not None:
@@ -318,14 +334,17 @@ class ZoneClassifier:
             post = px / np.repeat(np.where(sums > 0, sums, 1.0), area.zone_sizes, axis=1)
         ll += area.logw
         top = ll.argmax(axis=1)
-        mx = ll[np.arange(n_dec), top][:, None]
-        sums = np.add.reduceat(np.exp(ll - mx), area.starts, axis=1)
+        rows = np.arange(n_dec)
+        mx = ll[rows, top][:, None]
+        ll -= mx
+        np.exp(ll, out=ll)
         with np.errstate(divide="ignore"):
-            out: FloatArray = np.log(sums) + mx
+            out: FloatArray = np.log(np.add.reduceat(ll, area.starts, axis=1))
+        out += mx
         if post is not None:
             out[:, : area.n_zones] = stand
         out += self._log_prior[area.present]
-        return out, delta[np.arange(n_dec), top], post
+        return out, delta[rows, top], post
 
 
 def _huber(u: FloatArray, c: float) -> FloatArray:

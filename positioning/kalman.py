@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from .runs import run_starts
+
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
@@ -31,7 +33,7 @@ def occurrence_rank(keys: IntArray) -> IntArray:
     n = len(keys)
     order = np.argsort(keys, kind="stable")
     sk = keys[order]
-    first = np.flatnonzero(np.diff(sk, prepend=sk[:1] - 1) != 0) if n else np.zeros(0, np.int64)
+    first = run_starts(sk)
     rank = np.empty(n, dtype=np.int64)
     rank[order] = np.arange(n) - np.repeat(first, np.diff(np.append(first, n)))
     return rank

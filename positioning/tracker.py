@@ -30,6 +30,7 @@ from .kalman import FloatArray, IntArray, KalmanParams, StreamBank, occurrence_r
 from .layout import Layout
 from .pathloss import RadioModel
 from .position_kalman import PositionFilter, PositionParams
+from .runs import run_starts
 from .stand import StandMemory
 from .types import DwellEvent, TagId, ZoneSegment
 
@@ -148,7 +149,8 @@ class ZoneTracker:
         slots = np.fromiter(map(slot_of.__getitem__, tags), dtype=np.int64, count=n)
         order = np.argsort(slots, kind="stable")  # grouped by tag, time order within a tag
         s_slot = slots[order]
-        uslots, first = np.unique(s_slot, return_index=True)
+        first = run_starts(s_slot)  # s_slot is sorted: as np.unique(..., return_index=True)
+        uslots = s_slot[first]
         rows = np.arange(len(uslots)).repeat(np.diff(np.append(first, n)))
         bank = self._bank
         pre = (bank.level.reshape(-1, self.n_rx)[uslots], bank.t.reshape(-1, self.n_rx)[uslots])

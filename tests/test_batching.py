@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from drivers.trace import parallel as trace_workers
 from drivers.trace.parallel import read_blocks_parallel
@@ -129,6 +131,51 @@ def test_parallel_reader_reports_a_missing_file(tmp_path: Path) -> None:
         )
 
 
+def test_parsers_started_before_the_pipeline_replay_what_one_process_replays(
+    trace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`replay` starts its parsers before it builds the pipeline: the same events and timeline
+    as parsing in the replaying process; readers started for other receivers or another resolver
+    are refused; leaving the `with` ends the parser processes."""
+    import multiprocessing as mp
+
+    from gateway.assembly import build_identity, build_pipeline
+    from gateway.config import load_config
+    from gateway.trace_replay import replay_trace
+
+    monkeypatch.setattr(trace_workers, "MIN_BYTES_PER_WORKER", 1)
+    monkeypatch.setattr(trace_workers, "BLOCK", 1 << 16)
+    cfg, layout = load_config(None), load_layout(LAYOUT)
+
+    def pipeline(resolver: TagResolver | None = None) -> object:
+        ident = build_identity(cfg, layout, raw_ids=True)
+        return build_pipeline(
+            cfg, layout, None, identity=ident, record_segments=True, resolver=resolver
+        )
+
+    def replay(readers: trace_workers.TraceReaders | None, pl: object) -> tuple[bytes, bytes]:
+        ev, tl = io.BytesIO(), io.BytesIO()
+        replay_trace(str(trace), pl, ev, tl, workers=1, readers=readers)  # type: ignore[arg-type]
+        # event ids are random per run (no configured secret): everything else must agree
+        return b"".join(ln.split(b'"type"')[1] for ln in ev.getvalue().splitlines()), tl.getvalue()
+
+    ref = replay(None, pipeline())
+    assert ref[0] and ref[1]
+    resolver = TagResolver()
+    with trace_workers.TraceReaders(trace, layout.receiver_index(), resolver, workers=2) as rd:
+        assert len(mp.active_children()) == 2  # parsing while the pipeline is built
+        got = replay(rd, pipeline(resolver))
+    assert got == ref
+    assert not mp.active_children()
+    with trace_workers.TraceReaders(trace, layout.receiver_index(), TagResolver(), 2) as rd:
+        with pytest.raises(ValueError, match="another pipeline"):
+            replay(rd, pipeline(resolver))
+        with pytest.raises(ValueError, match="another pipeline"):
+            other = trace_workers.TraceReaders(trace, {"rx01": 0}, resolver, workers=1)
+            replay(other, pipeline(resolver))
+    assert not mp.active_children()
+
+
 def test_tag_memory_is_bounded_and_slots_are_reused() -> None:
     """At max_tags the least recently heard tag is dropped (its stay closed) and its filter
     slot goes to the newcomer, which starts from a clean filter."""
@@ -164,3 +211,35 @@ def test_eviction_drops_the_least_recently_heard_tag() -> None:
     for k, tag in enumerate(["a", "b", "c", "a", "d"]):  # a is heard again before d arrives
         trk.observe_sightings([(f"ibeacon:x:1:{tag}", 0, -60.0, float(k))])
     assert sorted(trk._tags) == ["ibeacon:x:1:a", "ibeacon:x:1:c", "ibeacon:x:1:d"]
+
+
+_ALPHABET = b"0215beacfBEACF:\n{}\x10\x12\x15 Aa"
+
+
+@given(
+    st.binary(max_size=300).map(lambda b: bytes(_ALPHABET[c % len(_ALPHABET)] for c in b)),
+    st.lists(
+        st.binary(min_size=1, max_size=8).map(
+            lambda b: bytes(_ALPHABET[c % len(_ALPHABET)] for c in b)
+        ),
+        max_size=3,
+    ),
+)
+@settings(max_examples=300, deadline=None)
+def test_needle_search_finds_what_a_regex_on_the_lower_cased_block_finds(
+    buf: bytes, extra: list[bytes]
+) -> None:
+    """Every start of a frame marker or registered address, whatever its case, as `re` finds it
+    in `buf.lower()` (overlapping occurrences too); control bytes that only look like digits
+    once their case bit is set (0x10 -> '0') are not matches."""
+    from drivers.trace.reader import FRAME_MARKERS, NeedleSearch
+
+    needles = [*FRAME_MARKERS, *extra]
+    low = buf.lower()
+
+    def want(end: int) -> set[int]:
+        return {i for n in needles for i in range(end - len(n) + 1) if low.startswith(n.lower(), i)}
+
+    search = NeedleSearch(needles)
+    for end in (len(buf), len(buf) // 2, 3):  # occurrences that end at or before `end`
+        assert set(search.starts(buf, min(end, len(buf))).tolist()) == want(min(end, len(buf)))

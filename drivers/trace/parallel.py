@@ -44,35 +44,51 @@ class _Done:
     """End of one block's results."""
 
 
-def read_blocks_parallel(
-    path: str | Path,
-    rx_index: dict[str, int],
-    stats: TraceStats,
-    resolver: TagResolver,
-    workers: int | None = None,
-) -> Iterator[SightingBlock]:
-    """`read_blocks`, with the parsing spread over `workers` processes where that pays."""
-    p = require_trace(path)  # a missing file is the caller's error, raised here
-    size = p.stat().st_size
-    n = min(default_workers() if workers is None else workers, size // MIN_BYTES_PER_WORKER)
-    if n < 2 or p.suffix == ".gz" or "fork" not in mp.get_all_start_methods():
-        yield from read_blocks(path, rx_index, stats, resolver)
-        return
-    ctx = mp.get_context("fork")
-    n_blocks = -(-size // BLOCK)
-    jobs: list[tuple[BaseProcess, Queue[object]]] = []
-    proc: BaseProcess
-    try:
-        for w in range(n):
-            q: Queue[object] = ctx.Queue(maxsize=AHEAD)
-            proc = ctx.Process(
-                target=_work,
-                args=(str(path), w, n, n_blocks, size, rx_index, resolver, q),
-                daemon=True,
-            )
-            proc.start()
-            jobs.append((proc, q))
-        for k in range(n_blocks):
+class TraceReaders:
+    """The parser processes of one trace, started at construction: a caller that knows the
+    receivers and the tag resolver before it has built its pipeline (replay) starts them first,
+    so the first blocks are parsed while the pipeline is being built. `blocks` then gives what
+    `read_blocks` gives; `close` (or leaving the `with`) ends the processes whatever happened.
+    Where parallel parsing does not pay (a small or gzipped file, one worker, no fork) no process
+    is started and `blocks` reads in this process."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        rx_index: dict[str, int],
+        resolver: TagResolver,
+        workers: int | None = None,
+    ) -> None:
+        p = require_trace(path)  # a missing file is the caller's error, raised here
+        self.path, self.rx_index, self.resolver = path, rx_index, resolver
+        self._jobs: list[tuple[BaseProcess, Queue[object]]] = []
+        size = p.stat().st_size
+        n = min(default_workers() if workers is None else workers, size // MIN_BYTES_PER_WORKER)
+        if n < 2 or p.suffix == ".gz" or "fork" not in mp.get_all_start_methods():
+            return
+        ctx = mp.get_context("fork")
+        self._n_blocks = -(-size // BLOCK)
+        try:
+            for w in range(n):
+                q: Queue[object] = ctx.Queue(maxsize=AHEAD)
+                proc = ctx.Process(
+                    target=_work,
+                    args=(str(path), w, n, self._n_blocks, size, rx_index, resolver, q),
+                    daemon=True,
+                )
+                proc.start()
+                self._jobs.append((proc, q))
+        except BaseException:
+            self.close()
+            raise
+
+    def blocks(self, stats: TraceStats) -> Iterator[SightingBlock]:
+        """The trace's sightings in file order, as `read_blocks` gives them; `stats` summed."""
+        if not self._jobs:
+            yield from read_blocks(self.path, self.rx_index, stats, self.resolver)
+            return
+        jobs, n = self._jobs, len(self._jobs)
+        for k in range(self._n_blocks):
             proc, q = jobs[k % n]
             while not isinstance(item := _get(proc, q), _Done):
                 if isinstance(item, BaseException):
@@ -84,13 +100,33 @@ def read_blocks_parallel(
                 stats.sightings += len(item)
                 yield item
         parts = [_get(proc, q) for proc, q in jobs]
-        _merge(stats, [st for st in parts if isinstance(st, TraceStats)], str(path))
-    finally:
-        for proc, q in jobs:
+        _merge(stats, [st for st in parts if isinstance(st, TraceStats)], str(self.path))
+
+    def close(self) -> None:
+        for proc, q in self._jobs:
             if proc.is_alive():
                 proc.terminate()
             proc.join(timeout=5)
             q.close()
+        self._jobs = []
+
+    def __enter__(self) -> TraceReaders:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_blocks_parallel(
+    path: str | Path,
+    rx_index: dict[str, int],
+    stats: TraceStats,
+    resolver: TagResolver,
+    workers: int | None = None,
+) -> Iterator[SightingBlock]:
+    """`read_blocks`, with the parsing spread over `workers` processes where that pays."""
+    with TraceReaders(path, rx_index, resolver, workers) as readers:
+        yield from readers.blocks(stats)
 
 
 def _line_start(fh: IO[bytes], offset: int, size: int) -> int:

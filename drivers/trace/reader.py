@@ -100,11 +100,12 @@ def candidate_lines(
     indices in the block, lines in the block, indices of the other lines that cannot be a JSON
     object: not blank and not ending in `}`, e.g. truncated by a power cut).
 
-    The needles are searched in the lower-cased block at C speed and mapped to lines with numpy,
+    The needles are searched in the block with numpy (`NeedleSearch`) and mapped to lines,
     so lines that cannot hold a frame never reach Python code: this is where most of replay's
     speed comes from.
     """
-    finders = [re.compile(re.escape(n.lower())).finditer for n in needles]
+    find = NeedleSearch(needles).starts
+    is_nl = np.empty(0, dtype=bool)  # reused: a fresh block-sized array costs its page faults
     fh = open_lines(path)
     lineno = 0
     rest = b""
@@ -120,16 +121,20 @@ def candidate_lines(
                     chunk, rest = rest + b"\n", b""
                 else:
                     break
+                cut = len(chunk)
             else:
-                chunk = rest + chunk
+                chunk = rest + chunk if rest else chunk
+                # the block's lines end at `cut`; the bytes after it start the next block (not
+                # copied off: every step below stops at `cut`)
                 cut = chunk.rfind(b"\n") + 1
-                chunk, rest = chunk[:cut], chunk[cut:]
-                if not chunk:
+                rest = chunk[cut:]
+                if not cut:
                     continue
-            low = chunk.lower()
-            hits = [m.start() for find in finders for m in find(low)]
-            newlines = np.flatnonzero(np.frombuffer(chunk, dtype=np.uint8) == 10)
-            idx = np.sort(np.searchsorted(newlines, hits))
+            if len(is_nl) < cut:
+                is_nl = np.empty(cut, dtype=bool)
+            u8 = np.frombuffer(chunk, dtype=np.uint8, count=cut)
+            newlines = np.flatnonzero(np.equal(u8, 10, out=is_nl[:cut]))
+            idx = np.sort(np.searchsorted(newlines, find(chunk, cut)))
             idx = idx[np.diff(idx, prepend=-1) != 0]  # each line once
             starts = np.where(idx > 0, newlines[idx - 1] + 1, 0).tolist()
             lines = [chunk[a:b] for a, b in zip(starts, newlines[idx].tolist(), strict=True)]
@@ -139,6 +144,73 @@ def candidate_lines(
         close = getattr(fh, "close", None)
         if close is not None:
             close()
+
+
+class NeedleSearch:
+    """Every occurrence of any of `needles` in a block of bytes, ignoring ASCII case: what
+    `re.finditer` on the lower-cased block finds (overlapping occurrences too), without the
+    lower-cased copy. A needle's first four bytes are compared as one 32-bit word at each of the
+    four byte offsets (its letters' case bit masked), the rest checked at those positions only:
+    a few numpy passes over the block instead of one regex scan per needle."""
+
+    def __init__(self, needles: Iterable[bytes]) -> None:
+        # (first word, its case mask, the whole needle, its per-byte case masks)
+        self._words: list[tuple[int, int, bytes, bytes]] = []
+        self._short: list[Callable[..., Iterator[re.Match[bytes]]]] = []
+        self._work: dict[object, npt.NDArray[Any]] = {}
+        for n in dict.fromkeys(x.lower() for x in needles):
+            if len(n) < 4 or b"\n" in n:  # never a frame marker or an address: the plain way
+                self._short.append(re.compile(re.escape(n)).finditer)
+                continue
+            masks = bytes(0x20 if 97 <= c <= 122 else 0 for c in n)
+            word = int.from_bytes(n[:4], "little")
+            self._words.append((word, int.from_bytes(masks[:4], "little"), n, masks))
+
+    def starts(self, buf: bytes, end: int) -> npt.NDArray[np.int64]:
+        """Start offsets (any order) of the occurrences that end at or before `end`."""
+        found: list[npt.NDArray[np.int64]] = []
+        u8 = np.frombuffer(buf, dtype=np.uint8, count=end)
+        for k in range(4):
+            if end - k < 4:
+                break
+            w = np.frombuffer(buf, dtype="<u4", count=(end - k) // 4, offset=k)
+            n_w = len(w)
+            masked: dict[int, npt.NDArray[np.uint32]] = {}
+            any_hit = None
+            hit = self._scratch("hit", n_w, np.bool_)
+            for word, mask, n, masks in self._words:
+                if mask not in masked:
+                    masked[mask] = (
+                        np.bitwise_or(w, mask, out=self._scratch(mask, n_w, np.uint32))
+                        if mask
+                        else w
+                    )
+                np.equal(masked[mask], word, out=hit)
+                if len(n) > 4:
+                    pos = np.flatnonzero(hit) * 4 + k
+                    pos = pos[pos + len(n) <= end]
+                    for j in range(4, len(n)):
+                        pos = pos[(u8[pos + j] | masks[j]) == n[j]]
+                    found.append(pos)
+                elif any_hit is None:
+                    any_hit = self._scratch("any", n_w, np.bool_)
+                    any_hit[:] = hit
+                else:
+                    any_hit |= hit
+            if any_hit is not None:
+                found.append(np.flatnonzero(any_hit) * 4 + k)
+        if self._short:
+            low = buf[:end].lower()
+            found += [np.array([m.start() for m in f(low)], dtype=np.int64) for f in self._short]
+        return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
+
+    def _scratch(self, key: object, n: int, dtype: type[np.generic]) -> npt.NDArray[Any]:
+        """A reused work array (a fresh block-sized array each time costs its page faults,
+        more than the comparison itself)."""
+        a = self._work.get(key)
+        if a is None or len(a) < n:
+            a = self._work[key] = np.empty(n, dtype=dtype)
+        return a[:n]
 
 
 def _broken(

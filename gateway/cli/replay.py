@@ -6,41 +6,75 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from positioning.errors import InputError
 
 from .common import open_out
 
+if TYPE_CHECKING:
+    from drivers.trace.parallel import TraceReaders
+    from gateway.config import GatewayConfig
+    from gateway.events import Identity
+    from positioning.layout import Layout
+    from positioning.offers import Catalogue
+    from positioning.pathloss import RadioModel
+    from positioning.tags import TagResolver
+
 
 def cmd_replay(a: argparse.Namespace) -> int:
+    from drivers.trace.parallel import TraceReaders
     from drivers.trace.reader import require_trace
-    from gateway.assembly import build_identity, build_pipeline, load_calibration
+    from gateway.assembly import build_identity, build_resolver, load_calibration
     from gateway.config import load_config
     from gateway.layoutfile import load_layout
-    from gateway.trace_replay import replay_trace
 
     cfg = load_config(a.config)
     layout = load_layout(a.layout)
     model = load_calibration(a.calibration) if a.calibration else None
-    pipeline = build_pipeline(
-        cfg,
-        layout,
-        model,
-        identity=build_identity(cfg, layout, raw_ids=a.raw_ids),
-        min_dwell_s=a.min_dwell,
-        record_segments=a.timeline is not None,
-        method=a.classifier,
-    )
+    identity = build_identity(cfg, layout, raw_ids=a.raw_ids)
+    catalogue = None
     if a.offers:
         from gateway.offerfile import load_catalogue
-        from positioning.offers import OfferMatcher
 
-        zones = [z.id for z in layout.zones]
-        pipeline.matcher = OfferMatcher(load_catalogue(a.offers, zones), layout.timezone)
+        catalogue = load_catalogue(a.offers, [z.id for z in layout.zones])
     trace = require_trace(a.trace)  # before any output file is touched
     for out in (a.events, a.timeline):
         if out is not None and Path(out).resolve() == trace.resolve():
             raise InputError(out, "", "is the trace itself: writing there would destroy it")
+    # the parsers start now and read the first blocks while the pipeline is imported and built
+    resolver = build_resolver(cfg)
+    with TraceReaders(a.trace, layout.receiver_index(), resolver, a.workers) as readers:
+        return _replay(a, cfg, layout, model, identity, catalogue, resolver, readers)
+
+
+def _replay(
+    a: argparse.Namespace,
+    cfg: GatewayConfig,
+    layout: Layout,
+    model: RadioModel | None,
+    identity: Identity,
+    catalogue: Catalogue | None,
+    resolver: TagResolver,
+    readers: TraceReaders,
+) -> int:
+    from gateway.assembly import build_pipeline
+    from gateway.trace_replay import replay_trace
+
+    pipeline = build_pipeline(
+        cfg,
+        layout,
+        model,
+        identity=identity,
+        min_dwell_s=a.min_dwell,
+        record_segments=a.timeline is not None,
+        method=a.classifier,
+        resolver=resolver,
+    )
+    if catalogue is not None:
+        from positioning.offers import OfferMatcher
+
+        pipeline.matcher = OfferMatcher(catalogue, layout.timezone)
     from .progress import Progress, trace_span
 
     ends = trace_span(a.trace)
@@ -60,7 +94,7 @@ def cmd_replay(a: argparse.Namespace) -> int:
     with open(open_out(a.events), "wb") as ev:
         tl = open(open_out(a.timeline), "wb") if a.timeline else None  # noqa: SIM115
         try:
-            s = replay_trace(a.trace, pipeline, ev, tl, a.workers, progress)
+            s = replay_trace(a.trace, pipeline, ev, tl, progress=progress, readers=readers)
         finally:
             bar.close()
             if tl is not None:

@@ -7,7 +7,6 @@ import signal
 import threading
 from typing import Any
 
-from gateway.mqtt.settings import LinkSettings, parse_broker
 from positioning.errors import InputError
 
 
@@ -57,6 +56,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def consumer_settings(a: argparse.Namespace) -> Any:
+    from gateway.mqtt.settings import LinkSettings, parse_broker
+
     from .consumer import DEFAULT_FILTERS, ConsumerSettings, default_client_id
 
     host, port, tls = parse_broker(a.broker, a.allow_plaintext, "--broker")
