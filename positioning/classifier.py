@@ -308,7 +308,9 @@ class ZoneClassifier:
         p = self.params
         dec, rxu = np.nonzero(~heard)
         if len(dec):
-            ex = delta[dec]
+            # the largest arrays of a decision (pairs x points): in float32, as the area's
+            # tables are, for half the memory traffic (the penalty is summed over a few terms)
+            ex = delta.astype(np.float32)[dec]
             ex += area.headroom[rxu]
             ex *= area.inv_sigma[rxu]
             np.maximum(ex, 0.0, out=ex)
