@@ -25,19 +25,12 @@ from positioning.drift import reference_levels
 from positioning.evaluation import score
 from positioning.layout import Layout, Reference
 from positioning.pathloss import RadioModel
-from positioning.storesim import SimParams, StoreSimulation
+from positioning.storesim import SimParams
 from positioning.tracker import TrackerParams, ZoneTracker
 
-from .heldout import SimFactory, track
-from .physics import HeldOutStore, quick_walk
-from .stores import (
-    KINDS,
-    REPORT_SIM_SEEDS,
-    REPORT_STORE_SEEDS,
-    TUNE_SIM_SEEDS,
-    TUNE_STORE_SEEDS,
-    make_store,
-)
+from .heldout import SimFactory, factory, track
+from .physics import quick_walk
+from .stores import KINDS, REPORT_SIM_SEEDS, REPORT_STORE_SEEDS, TUNE_SIM_SEEDS, TUNE_STORE_SEEDS
 
 CHANGE_AT_S = 300.0
 SCORE_FROM_S = 600.0
@@ -53,16 +46,6 @@ def with_references(layout: Layout) -> Layout:
 
 
 CAL_UUID = "e2c56db5-dffb-48d2-b060-d0f5a71096e0"
-
-
-def factory(physics: str, kind: str, store_seed: int) -> tuple[SimFactory, Layout]:
-    """benchmarks.heldout's stores, with the references in the layout (the simulation powers
-    them)."""
-    store = make_store(kind, store_seed)
-    store = dataclasses.replace(store, layout=with_references(store.layout))
-    if physics == "heldout":
-        return (lambda p: HeldOutStore(store, p)), store.layout
-    return (lambda p: StoreSimulation(store.layout, p)), store.layout
 
 
 def calibrate_with_references(make: SimFactory, layout: Layout, seed: int) -> RadioModel:
@@ -134,7 +117,7 @@ def main() -> None:
         for kind in a.kinds:
             rows = []
             for st, seed in zip(stores, seeds, strict=True):
-                make, layout = factory(physics, kind, st)
+                make, layout = factory(physics, kind, st, with_references)
                 base, drifted, fixed, found = run(make, layout, seed, a.duration)
                 rows.append((base, drifted, fixed))
                 shown = ", ".join(

@@ -13,6 +13,7 @@ tuning and which are reporting is fixed in `benchmarks/stores.py`; tuning never 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -110,8 +111,14 @@ def run_one(
     return RunScore(out[0][0], out[0][1], out[0][2], out[1][0], out[1][1], None)
 
 
-def factory(physics: str, kind: str, store_seed: int) -> tuple[SimFactory, Layout]:
+def factory(
+    physics: str, kind: str, store_seed: int, edit: Callable[[Layout], Layout] | None = None
+) -> tuple[SimFactory, Layout]:
+    """The simulation of a generated store in one physics; `edit` changes its layout (the
+    simulation and the gateway both get the edited one)."""
     store = make_store(kind, store_seed)
+    if edit is not None:
+        store = dataclasses.replace(store, layout=edit(store.layout))
     if physics == "heldout":
         return (lambda p: HeldOutStore(store, p)), store.layout
     return (lambda p: StoreSimulation(store.layout, p)), store.layout
