@@ -285,7 +285,7 @@ polygon = [[14.0, 0.0], [20.0, 0.0], [20.0, 6.0], [14.0, 6.0]]
 """)
     stands = [(3.0, 3.0), (10.0, 3.0), (17.0, 3.0), (3.0, 2.0), (17.0, 4.0)]
     zones = ["a", None, "b", "a", "b"]
-    stand_s = 4.0
+    stand_s = 6.0  # longer than the decision rule needs to confirm a zone (lag, aisle prior)
     t0 = time.time() + 1.0
     devices = [
         WalkDevice(tmp_path / f"usb-{i}", pos, gain, stands, t0, stand_s)
