@@ -135,7 +135,6 @@ class DriftMonitor:
             for tag, levels in model.references.items()
             if tag in self.refs
         }
-        self.learnt_baseline = not self.baseline
         self._pairs: dict[tuple[str, int], _Pair] = {}
         self.correction: FloatArray = np.zeros(len(self._rx_ids))
         self._corrects = False
@@ -184,7 +183,7 @@ class DriftMonitor:
             lv = pair.level(t)
             if lv is not None:
                 levels[key] = lv
-        if self.learnt_baseline and not self.baseline:
+        if not self.baseline:  # none recorded: the first full window is the baseline
             if self._first_t is None or t - self._first_t < WINDOW_S or not levels:
                 return
             for (tag, i), lv in levels.items():
