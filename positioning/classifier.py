@@ -124,6 +124,7 @@ class ZoneClassifier:
         self._rx_offset = np.array([model.for_receiver(r.id).offset_db for r in layout.receivers])
         self._areas = [self._area_of(a, rx, p) for a in range(len(layout.receivers))]
         self._zone_idx = [a.idx[: a.n_zone_points] for a in self._areas]
+        self._max_zone_points = max((len(z) for z in self._zone_idx), default=0)
 
     def _area_of(self, a: int, rx: FloatArray, p: ClassifierParams) -> _Area:
         """The candidate points near receiver `a` and the receivers that matter there, with
@@ -150,7 +151,8 @@ class ZoneClassifier:
         sig = np.sqrt(self._base_sigma[local][None, :] ** 2 + (p.extra_sigma_db * share) ** 2)
         iv = 1.0 / (sig * sig)
         ivp = iv * pred
-        wt = np.stack([iv, ivp, ivp * pred], axis=2)  # points x local x 3
+        # -iv*pred: the sign the residual sums need, kept in the table (`_score`)
+        wt = np.stack([iv, -ivp, ivp * pred], axis=2)  # points x local x 3
         cls = self.cls[idx]  # sorted: points are ordered by class
         # (not np.unique: its first call imports numpy.ma, ~0.1 s of every start-up)
         present = cls[np.flatnonzero(np.diff(cls, prepend=-1))]
@@ -228,38 +230,50 @@ class ZoneClassifier:
         """Decisions grouped by their loudest receiver; each group scores only that receiver's
         candidate area (`_Area`) with its local receivers, so the cost of a decision depends on
         the density of points and receivers, not on the floor's size."""
-        out = np.full((len(levels), self.n_classes), -np.inf)
-        offsets = np.zeros(len(levels))
+        n = len(levels)
+        if n == 0:
+            return np.full((0, self.n_classes), -np.inf), np.zeros(0)
         # the anchor: the receiver the tag is nearest to by the model (level above its gain)
         anchor = np.where(heard, levels - self._rx_offset, -np.inf).argmax(axis=1)
         order = np.argsort(anchor, kind="stable")
-        bounds = np.append(run_starts(anchor[order]), len(anchor))
-        for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
-            rows = order[lo:hi]
-            a = int(anchor[rows[0]])
-            area = self._areas[a]
-            cols = rows[:, None]
-            prior = None
-            if memory is not None:
-                mem, slots, ts = memory
-                prior = mem.predictive(
-                    slots[rows],
-                    ts[rows],
-                    a,
-                    self._zone_idx,
-                    area.w_zone,
-                    self.params.stand_memory_s,
+        # the decisions sorted by anchor once: each group is then a slice (views, not copies)
+        s_anchor, s_heard, s_levels = anchor[order], heard[order], levels[order]
+        s_mean, s_prec = mean[order], prec[order]
+        s_out = np.full((n, self.n_classes), -np.inf)
+        s_off = np.zeros(n)
+        bounds = run_starts(s_anchor).tolist()
+        if memory is not None:
+            mem, slots, ts = memory
+            mem.reserve(slots, self._max_zone_points)
+            s_slots, s_ts = slots[order], ts[order]
+        with np.errstate(divide="ignore"):  # once: per group it cost more than some of its sums
+            for lo, hi in zip(bounds, [*bounds[1:], n], strict=True):
+                a = int(s_anchor[lo])
+                area = self._areas[a]
+                prior = None
+                if memory is not None:
+                    prior = mem.predictive(
+                        s_slots[lo:hi],
+                        s_ts[lo:hi],
+                        a,
+                        self._zone_idx,
+                        area.w_zone,
+                        self.params.stand_memory_s,
+                    )
+                s_out[lo:hi, area.present], s_off[lo:hi], post = self._score(
+                    area,
+                    s_heard[lo:hi, area.local],
+                    s_levels[lo:hi, area.local],
+                    s_mean[lo:hi],
+                    s_prec[lo:hi],
+                    prior,
                 )
-            out[cols, area.present], offsets[rows], post = self._score(
-                area,
-                heard[cols, area.local],
-                levels[cols, area.local],
-                mean[rows],
-                prec[rows],
-                prior,
-            )
-            if memory is not None and post is not None:
-                mem.store(slots[rows], ts[rows], a, post)
+                if memory is not None and post is not None:
+                    mem.store(s_slots[lo:hi], s_ts[lo:hi], a, post)
+        out = np.empty_like(s_out)
+        out[order] = s_out
+        offsets = np.empty_like(s_off)
+        offsets[order] = s_off
         return out, offsets
 
     def _score(
@@ -276,8 +290,9 @@ class ZoneClassifier:
         offset = (sum(iv d) + s m) / (sum(iv) + s) with the offset's prior mean m and precision
         s, and the Gaussian term with the prior's,
         sum(iv (d - offset)^2) + s (offset - m)^2 = sum(iv d^2) + s m^2 - offset (sum(iv d) + s m).
-        The three sums expand into one matrix product of precomputed [iv, iv*pred, iv*pred^2]
+        The three sums expand into one matrix product of precomputed [iv, -iv*pred, iv*pred^2]
         with the decisions' [mask, z, z^2] columns: one BLAS call per group of decisions.
+        (Called with numpy's divide warnings off: a zone whose evidence underflowed is -inf.)
         """
         n_dec, n_rx = heard.shape
         z = np.where(heard, levels, 0.0)
@@ -286,9 +301,8 @@ class ZoneClassifier:
         v[0, :, :, 0] = heard
         v[1, :, :, 0] = z
         v[1, :, :, 1] = heard
-        np.negative(v[1, :, :, 1], out=v[1, :, :, 1])
         v[2, :, :, 0] = z * z
-        v[2, :, :, 1] = -2.0 * z
+        v[2, :, :, 1] = z + z
         v[2, :, :, 2] = heard
         n_pts = len(area.idx)
         prod = v.reshape(3 * n_dec, 3 * n_rx) @ area.wt
@@ -335,8 +349,7 @@ class ZoneClassifier:
             px = prior * np.exp(lz - zm)
             sums = np.add.reduceat(px, zs, axis=1)
             # (the predictive is >= move x the prior: its sums never vanish)
-            with np.errstate(divide="ignore"):
-                stand = np.log(sums) + zm - np.log(np.add.reduceat(prior, zs, axis=1))
+            stand = np.log(sums) + zm - np.log(np.add.reduceat(prior, zs, axis=1))
             # a zone far below the best one (its sum underflowed): its posterior is 0, so its
             # next predictive is its prior (a fresh start)
             post = px / np.repeat(np.where(sums > 0, sums, 1.0), area.zone_sizes, axis=1)
@@ -346,8 +359,7 @@ class ZoneClassifier:
         mx = ll[rows, top][:, None]
         ll -= mx
         np.exp(ll, out=ll)
-        with np.errstate(divide="ignore"):
-            out: FloatArray = np.log(np.add.reduceat(ll, area.starts, axis=1))
+        out: FloatArray = np.log(np.add.reduceat(ll, area.starts, axis=1))
         out += mx
         if post is not None:
             out[:, : area.n_zones] = stand
@@ -375,7 +387,7 @@ class _Area:
     n_zone_points: int  # candidates in zones (the first ones)
     zone_sizes: npt.NDArray[np.int64]  # candidates per present zone
     w_zone: FloatArray  # prior weight of each zone candidate within its zone
-    wt: F32Array  # (local x 3) x candidates: [iv, iv*pred, iv*pred^2]
+    wt: F32Array  # (local x 3) x candidates: [iv, -iv*pred, iv*pred^2]
     headroom: F32Array  # local x candidates: predicted level above sensitivity
     inv_sigma: F32Array  # local x candidates
     logw: FloatArray  # candidates

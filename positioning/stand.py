@@ -45,7 +45,9 @@ class StandMemory:
         self.t = np.zeros(0)
         self.post = np.zeros((0, width), dtype=np.float32)
 
-    def _grow(self, slots: IntArray, width: int) -> None:
+    def reserve(self, slots: IntArray, width: int) -> None:
+        """Room for `slots` and posteriors `width` points wide (once per round of decisions:
+        `predictive` and `store` then only index)."""
         if width > self.width:
             pad = np.zeros((len(self.area), width - self.width), dtype=np.float32)
             self.post = np.hstack([self.post, pad])
@@ -77,27 +79,36 @@ class StandMemory:
         share (the rest start from their prior); a slot with none yet gets the prior."""
         idx = zone_idx[area]
         nz = len(idx)
-        self._grow(slots, nz)
         was = self.area[slots]
         q = self.post[slots, :nz].astype(np.float64)
-        q[was < 0] = w
-        for k in np.flatnonzero((was >= 0) & (was != area)).tolist():
-            prev = zone_idx[int(was[k])]
-            if len(prev) == 0:
-                q[k] = w
-                continue
-            at = np.minimum(np.searchsorted(prev, idx), len(prev) - 1)
-            q[k] = np.where(prev[at] == idx, self.post[slots[k], at], w)
-        dt = np.where(was >= 0, np.maximum(t - self.t[slots], 0.0), np.inf)
-        # (never 0, so no zone's predictive sums to 0, even for two decisions at one time)
-        move = np.maximum(-np.expm1(-dt / tau), MIN_MOVE)[:, None]
-        q *= 1.0 - move
-        q += move * w
+        fresh = was < 0
+        other = was != area
+        other &= ~fresh
+        if fresh.any():
+            q[fresh] = w
+        if other.any():
+            for k in np.flatnonzero(other).tolist():
+                prev = zone_idx[int(was[k])]
+                if len(prev) == 0:
+                    q[k] = w
+                    continue
+                at = np.minimum(np.searchsorted(prev, idx), len(prev) - 1)
+                q[k] = np.where(prev[at] == idx, self.post[slots[k], at], w)
+        # a step to a fresh point with probability 1 - exp(-dt / tau), at least MIN_MOVE (so
+        # never 0: no zone's predictive sums to 0, even for two decisions at one time); a slot
+        # without a posterior steps for certain
+        dt = t - self.t[slots]
+        np.maximum(dt, 0.0, out=dt)
+        dt *= -1.0 / tau
+        stay = np.exp(dt)
+        np.minimum(stay, 1.0 - MIN_MOVE, out=stay)
+        stay[fresh] = 0.0
+        q *= stay[:, None]
+        q += (1.0 - stay)[:, None] * w
         return q
 
     def store(self, slots: IntArray, t: FloatArray, area: int, post: FloatArray) -> None:
         nz = post.shape[1]
-        self._grow(slots, nz)
         self.area[slots] = area
         self.t[slots] = t
         self.post[slots, :nz] = post  # float32: half the memory

@@ -17,6 +17,7 @@ dropped, and at most `max_tags` tags are tracked (the least recently heard is ev
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -159,16 +160,27 @@ class ZoneTracker:
         # which sightings start a zone decision: a tag is classified every classify_every_s
         every = self.params.classify_every_s
         t_sorted = t[order].tolist()
+        # sightings in time order (a trace's small disorder aside) are in time order within
+        # each tag's run too: the next decision is found by bisection, a step per decision
+        # instead of one per sighting
+        ordered = bool((t[1:] >= t[:-1]).all())
         decide: list[int] = []  # positions in the grouped order
         ends = [*first.tolist()[1:], n]
         for lo, hi in zip(first.tolist(), ends, strict=True):
             st = self._slot_tag(int(s_slot[lo]))
             st.last_heard = t_sorted[hi - 1]
             nc = st.next_classify
-            for j in range(lo, hi):
-                if t_sorted[j] >= nc:
-                    nc = t_sorted[j] + every
+            if ordered:
+                j = bisect_left(t_sorted, nc, lo, hi)
+                while j < hi:
                     decide.append(j)
+                    nc = t_sorted[j] + every
+                    j = bisect_left(t_sorted, nc, j + 1, hi)
+            else:
+                for j in range(lo, hi):
+                    if t_sorted[j] >= nc:
+                        nc = t_sorted[j] + every
+                        decide.append(j)
             st.next_classify = nc
         if decide:
             self._decide(np.asarray(decide), order, s_slot, rows, rx, t, level, pre)

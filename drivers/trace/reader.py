@@ -330,6 +330,7 @@ def _in_order(
 
 
 _NUMBER = {int, float}  # JSON numbers (true/false are not an RSSI or a time)
+_STR = {str}
 RSSI_RANGE = (float(RSSI_MIN), float(RSSI_MAX))
 T_RANGE = (946684800.0, 4102444800.0)  # 2000-01-01 .. 2100-01-01: a plausible unix time
 
@@ -362,17 +363,24 @@ def _columns(
 ) -> tuple[list[str], list[int], list[float], list[float]]:
     """Tag sightings of decoded trace lines, column-wise; every line must be an object with t,
     rx and rssi, t and rssi numbers (else an exception, and the block goes line by line)."""
-    ts = [o["t"] for o in objs]
+    if not objs:
+        return [], [], [], []
+    ts = [o["t"] for o in objs]  # KeyError or TypeError: not such an object
     rs = [o["rssi"] for o in objs]
+    names = [o["rx"] for o in objs]
     if not _NUMBER.issuperset(map(type, ts)) or not _NUMBER.issuperset(map(type, rs)):
         raise _Irregular
-    if ts and (min(ts) < T_RANGE[0] or max(ts) > T_RANGE[1]):
+    if min(ts) < T_RANGE[0] or max(ts) > T_RANGE[1]:
         raise _Irregular  # line by line: each implausible line is named
-    if rs and (min(rs) < RSSI_RANGE[0] or max(rs) > RSSI_RANGE[1]):
+    if min(rs) < RSSI_RANGE[0] or max(rs) > RSSI_RANGE[1]:
         raise _Irregular
-    rxs = [rx_index.get(r) if type(r) is str else None for r in (o["rx"] for o in objs)]
-    resolve = resolver.resolve_json
-    tags = [resolve(o.get("mfg"), o.get("svc"), o.get("addr")) for o in objs]
+    if _STR.issuperset(map(type, names)):
+        rxs: list[int | None] = list(map(rx_index.get, names))
+    else:
+        rxs = [rx_index.get(r) if type(r) is str else None for r in names]
+    tags = resolver.resolve_objects(objs)
+    if None not in tags and None not in rxs:  # the usual block: every line a tag we know
+        return tags, rxs, list(map(float, rs)), list(map(float, ts))  # type: ignore[return-value]
     out_tags, out_rx, out_rssi, out_t = [], [], [], []
     for k, tag in enumerate(tags):
         if tag is None:
