@@ -78,7 +78,7 @@ def compare(trace: str, layout: str, runs: int, tmp: str) -> None:
     ours += ["--events", f"{tmp}/ev.jsonl", "--raw-ids"]
     ref = [py, "-m", "benchmarks.reference_pipeline", trace, "--layout", layout]
     best: dict[str, tuple[float, float, int]] = {}
-    sides = (("reference", ref), ("shelfgate", ours), ("1 process", [*ours, "--workers", "1"]))
+    sides = (("reference", ref), ("shelfgate", ours), ("1 process", [*ours, "--workers", "0"]))
     for name, cmd in sides:
         rs = [measure(cmd) for _ in range(runs)]
         best[name] = (min(r[0] for r in rs), min(r[1] for r in rs), max(r[2] for r in rs))

@@ -119,7 +119,7 @@ class SourceContext:
     layout: Layout
     mono: Callable[[], float]
     resolver: TagResolver
-    workers: int | None = None  # trace parsing processes (None: the reader's default)
+    workers: int | None = None  # trace parser processes (0: none; None: the reader's default)
     wall: Callable[[], float] | None = None  # wall time on `mono`'s scale (receiver clocks)
 
     @property

@@ -103,7 +103,7 @@ class Gateway:
         self.health = ReceiverHealth(self.pipeline.tracker.rx_index, self.input_clock.mono())
         self.pipeline.tap = self.health  # the web app's recorder takes over (and forwards)
         ctx = SourceContext(
-            layout, self.input_clock.mono, self.pipeline.resolver, workers=1,
+            layout, self.input_clock.mono, self.pipeline.resolver, workers=0,
             wall=self.input_clock.wall,
         )  # fmt: skip
         self.sources = open_sources(sources, ctx)

@@ -50,7 +50,7 @@ class Node:
         self.clock = clock or Clock()
         self.id = cfg.gateway.id
         store = cfg.gateway.store or layout.store_id
-        ctx = SourceContext(layout, self.clock.mono, TagResolver(), workers=1, wall=self.clock.wall)
+        ctx = SourceContext(layout, self.clock.mono, TagResolver(), workers=0, wall=self.clock.wall)
         self.sources = open_sources(sources, ctx)
         base = f"{cfg.mqtt.topic_prefix}/{store}/nodes/{self.id}"
         self.topic, self.status_topic = f"{base}/adv", f"{base}/status"

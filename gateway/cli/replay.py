@@ -143,7 +143,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--workers",
         type=int,
         default=None,
-        help="processes parsing the trace (default: one per core, at most 3; 1: no extra process)",
+        help="processes parsing the trace beside the main one (default: one per core but one, at "
+        "least 1, at most 3; 0: parse in the main process)",
     )
     r.add_argument(
         "--classifier",
