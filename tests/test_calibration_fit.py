@@ -78,3 +78,23 @@ def test_a_stand_labelled_with_its_zone_only_is_placed_where_it_was() -> None:
     # the centroid is 1.7 m off; each located spot is nearer (pulled only part of the way: a
     # 1.5 m prior around the centroid keeps noise from moving stands to a zone's edge)
     assert all(e < 1.45 for e in errs), errs
+
+
+def test_a_receiver_heard_rarely_at_every_stand_is_still_fitted() -> None:
+    """A far receiver that hears only one advertisement in eight (a dozen a stand, where the best
+    one hears a hundred) still goes into the fit: the far field is the walk's only word on the
+    zones without a receiver of their own (calibration.MIN_RECEPTION_SHARE)."""
+    spots = [(*z.centroid, z.id) for z in ZONES]
+    sightings, stands = walk(TRUTH, spots)
+    rarely = LAYOUT.receiver_index()["r31"]
+    rng = np.random.default_rng(5)
+    thinned = [s for s in sightings if s[0] != rarely or rng.random() < 1 / 8]
+    heard_often_enough = 0
+    for st in stands:
+        n = sum(1 for i, _, t in thinned if i == rarely and st.start <= t <= st.end)
+        heard_often_enough += n >= 3
+    assert heard_often_enough >= 6
+    res = calibrate(LAYOUT, thinned, stands)
+    assert res.model.for_receiver("r31").samples == heard_often_enough
+    # its own offset, near the truth's (its means are biased a little high near sensitivity)
+    assert abs(res.model.for_receiver("r31").offset_db - (-60.0)) < 4.0
