@@ -81,11 +81,9 @@ class StandMemory:
         nz = len(idx)
         was = self.area[slots]
         q = self.post[slots, :nz].astype(np.float64)
-        fresh = was < 0
+        fresh = was < 0  # (their q is replaced by the prior below: they step for certain)
         other = was != area
         other &= ~fresh
-        if fresh.any():
-            q[fresh] = w
         if other.any():
             for k in np.flatnonzero(other).tolist():
                 prev = zone_idx[int(was[k])]
