@@ -39,8 +39,8 @@ from .pathloss import (
 )
 
 MIN_SAMPLES_PER_STAND = 3
-# a receiver's mean at a stand goes into the fit whenever it heard the beacon at least
-# MIN_SAMPLES_PER_STAND times, however rarely next to the best receiver (share 0). A far
+# A receiver's mean at a stand goes into the fit whenever it heard the beacon at least
+# MIN_SAMPLES_PER_STAND times during it, however rarely next to the best receiver. A far
 # receiver that hears only the luckier advertisements gives a mean biased high, but it is the
 # walk's only word on the far field, which decides the zones without a receiver of their own
 # (one receiver per two zones); and the classifier compares the tracker's levels of such a
@@ -48,7 +48,6 @@ MIN_SAMPLES_PER_STAND = 3
 # the best count, TUNE held-out zone accuracy over 9 store x seed runs: one per two zones
 # 0.688 -> 0.736, one per zone 0.810 -> 0.827, halls 0.700 -> 0.716. Modelling the bias
 # instead (a Tobit-style truncated mean in fit and classifier) was worse at every spread tried.
-MIN_RECEPTION_SHARE = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +167,7 @@ def calibrate(
     )
     res = CalibrationResult(fit, used, len(stands))
     # every reception counts for where a receiver is and whether it hears at all
-    all_means = _stand_means(layout, arr, stands, min_share=0.0)
+    all_means = _stand_means(layout, arr, stands)
     res.per_receiver = _per_receiver(layout, fit.model, all_means)
     res.moved = moved_receivers(layout, all_means, tag_height)
     if layout.zones:
@@ -280,10 +279,10 @@ def _check_zones(layout: Layout, stands: list[Stand]) -> None:
 
 
 def _stand_means(
-    layout: Layout, arr: FloatArray, stands: list[Stand], min_share: float = MIN_RECEPTION_SHARE
+    layout: Layout, arr: FloatArray, stands: list[Stand]
 ) -> list[tuple[Stand, dict[int, float]]]:
     """Per stand, the mean RSSI of every receiver that heard the beacon during it at least
-    MIN_SAMPLES_PER_STAND times and at least `min_share` as often as the best receiver."""
+    MIN_SAMPLES_PER_STAND times (see there why no rarer receiver is left out)."""
     n_rx = len(layout.receivers)
     ts = arr[:, 2]
     out: list[tuple[Stand, dict[int, float]]] = []
@@ -295,9 +294,7 @@ def _stand_means(
         )
         means: dict[int, float] = {}
         for i in range(n_rx):
-            # (with min_share > 0, a receiver hearing much less often than the best one is
-            # left out: near its sensitivity its mean is biased high; see MIN_RECEPTION_SHARE)
-            if counts[i] >= max(MIN_SAMPLES_PER_STAND, min_share * counts.max()):
+            if counts[i] >= MIN_SAMPLES_PER_STAND:
                 means[i] = float(seg[seg[:, 0] == i, 1].mean())
         if means:
             out.append((s, means))

@@ -28,19 +28,6 @@ class TagResolver:
             return self.registered.get(address.upper())
         return tag
 
-    def resolve_objects(self, objs: Iterable[Mapping[str, object]]) -> list[str | None]:
-        """`resolve_json` of each decoded trace line (a loop here: a call less per line)."""
-        frame, registered = tag_id_from_json, self.registered
-        out: list[str | None] = []
-        append = out.append
-        for o in objs:
-            tag = frame(o.get("mfg"), o.get("svc"))
-            if tag is None and registered:
-                address = o.get("addr")
-                tag = registered.get(address.upper()) if isinstance(address, str) else None
-            append(tag)
-        return out
-
     def resolve_json(self, mfg: object, svc: object, address: object) -> str | None:
         """The same for a trace line's hex-encoded `mfg` / `svc` objects (untrusted JSON)."""
         tag = tag_id_from_json(mfg, svc)

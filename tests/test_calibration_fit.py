@@ -83,7 +83,7 @@ def test_a_stand_labelled_with_its_zone_only_is_placed_where_it_was() -> None:
 def test_a_receiver_heard_rarely_at_every_stand_is_still_fitted() -> None:
     """A far receiver that hears only one advertisement in eight (a dozen a stand, where the best
     one hears a hundred) still goes into the fit: the far field is the walk's only word on the
-    zones without a receiver of their own (calibration.MIN_RECEPTION_SHARE)."""
+    zones without a receiver of their own (calibration.MIN_SAMPLES_PER_STAND)."""
     spots = [(*z.centroid, z.id) for z in ZONES]
     sightings, stands = walk(TRUTH, spots)
     rarely = LAYOUT.receiver_index()["r31"]

@@ -378,7 +378,8 @@ def _columns(
         rxs: list[int | None] = list(map(rx_index.get, names))
     else:
         rxs = [rx_index.get(r) if type(r) is str else None for r in names]
-    tags = resolver.resolve_objects(objs)
+    resolve = resolver.resolve_json
+    tags = [resolve(o.get("mfg"), o.get("svc"), o.get("addr")) for o in objs]
     if None not in tags and None not in rxs:  # the usual block: every line a tag we know
         return tags, rxs, list(map(float, rs)), list(map(float, ts))  # type: ignore[return-value]
     out_tags, out_rx, out_rssi, out_t = [], [], [], []

@@ -35,7 +35,7 @@ from drivers.advertisement import RSSI_MAX, RSSI_MIN, Advertisement, Reading
 from drivers.trace.writer import advert_json
 from gateway.calibration_files import FittedWalk, fit_walk, write_calibration
 from gateway.startup import APPLIED_CALIBRATION
-from positioning.calibration import MIN_RECEPTION_SHARE, MIN_SAMPLES_PER_STAND
+from positioning.calibration import MIN_SAMPLES_PER_STAND as MIN_SAMPLES
 from positioning.calibration_report import receiver_advice
 from positioning.classifier import ZoneClassifier
 from positioning.errors import ShelfgateError
@@ -48,8 +48,6 @@ log = logging.getLogger(__name__)
 STAND_S = 30.0
 STAND_LIMITS = (2.0, 600.0)
 CANDIDATES = 8
-# a receiver heard the beacon during a stand: as `calibrate` counts it
-MIN_SAMPLES = MIN_SAMPLES_PER_STAND
 MAX_HEARD = 2_000_000  # 14 bytes each (28 MB): ~10 h of a beacon heard by 12 receivers at 4 Hz
 WALKS_DIR = "calibrations"
 WATCH_S = 600.0
@@ -524,11 +522,7 @@ class CalibrationWizard:
             if not len(seg):
                 continue
             counts = np.bincount(seg[:, 0].astype(np.int64), minlength=len(self.layout.receivers))
-            keep = [
-                i
-                for i in range(len(counts))
-                if counts[i] >= max(MIN_SAMPLES, MIN_RECEPTION_SHARE * counts.max())
-            ]
+            keep = [i for i in range(len(counts)) if counts[i] >= MIN_SAMPLES]  # as calibrate
             if not keep:
                 continue
             means = [float(seg[seg[:, 0] == i, 1].mean()) for i in keep]
